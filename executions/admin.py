@@ -1,0 +1,1 @@
+"""Admin for executions. (Filled in by the web issue.)"""

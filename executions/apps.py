@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+from django.utils.module_loading import autodiscover_modules
+
+
+class ExecutionsConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "executions"
+    verbose_name = "Executions"
+
+    def ready(self) -> None:
+        # Commands are defined in a `cmds.py` of any installed app, found the
+        # way admin.py modules are.
+        autodiscover_modules("cmds")

@@ -1,0 +1,59 @@
+"""Sending to the channel layer: what browsers and runners hear.
+
+Doors call the sync helpers; they send after the surrounding transaction
+commits, so a listener that reads the database sees what it was told.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from . import groups
+
+logger = logging.getLogger(__name__)
+
+
+async def send(group: str, message: dict) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(group, message)
+    except Exception:
+        # Delivery is best effort by design: the database is the truth and
+        # runners and browsers re-read it. Never fail the caller's action.
+        logger.warning("group_send to %s failed", group, exc_info=True)
+
+
+def send_on_commit(group: str, message: dict) -> None:
+    transaction.on_commit(lambda: async_to_sync(send)(group, message))
+
+
+def status_messages(snapshot: dict, event: str = groups.STATUS) -> list:
+    """The (group, message) pairs that tell watchers of a status change."""
+    return [
+        (groups.watch_group(snapshot["id"]), {"type": event, "execution": snapshot}),
+        (groups.LIST_GROUP, {"type": groups.LIST_CHANGED, "execution": snapshot}),
+    ]
+
+
+def status_changed_on_commit(snapshot: dict, event: str = groups.STATUS) -> None:
+    for group, message in status_messages(snapshot, event):
+        send_on_commit(group, message)
+
+
+async def status_changed(snapshot: dict, event: str = groups.STATUS) -> None:
+    for group, message in status_messages(snapshot, event):
+        await send(group, message)
+
+
+def interrupt_on_commit(execution_id, *, force: bool) -> None:
+    """Tell the runner, wherever it is: the fast path after the durable one."""
+    send_on_commit(
+        groups.control_group(execution_id),
+        {"type": groups.INTERRUPT, "force": force},
+    )

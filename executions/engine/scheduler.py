@@ -1,0 +1,344 @@
+"""The scheduler: runs a command's step graph with bounded concurrency and
+honours the interrupt signal at its dispatch points (Peace's checkpoints).
+
+Semantics (DESIGN.md, "The engine"):
+- a checkpoint before each dispatch; a step that is ready when the run is
+  interrupted is not run;
+- `finish-current`: steps in flight finish or stop at their own checkpoint;
+- `poll-next-n:N`: N more dispatches after the signal is seen, then stop;
+- `ignore`: run to the end; force overrides every strategy and ends the run at
+  once (async steps cancelled, sync steps abandoned in their thread);
+- a step error stops dispatching, in-flight steps finish, and `failed` takes
+  precedence over `interrupted`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .cmd import Step, check_graph
+from .context import StepContext
+from .interrupt import InterruptSignal, InterruptStrategy, StepInterrupted
+from .outcome import Outcome, OutcomeKind
+from .progress import ACTIVE_STEP_STATUSES, ProgressTracker, StepState, StepStatus
+
+logger = logging.getLogger(__name__)
+
+StepListener = Callable[[StepState], None]
+
+ABANDONED = "abandoned: the run was forced to stop while this step ran in its thread"
+CANCELLED = "cancelled: the run was forced to stop"
+
+
+class Scheduler:
+    """One run of a list of steps. Create, then `await run()` once."""
+
+    def __init__(
+        self,
+        steps: Sequence[Step],
+        params: dict[str, Any] | None = None,
+        *,
+        signal: InterruptSignal | None = None,
+        strategy: InterruptStrategy | None = None,
+        on_step: StepListener | None = None,
+        concurrency: int = 16,
+        progress_interval: float = 0.05,
+        stall_after: float = 10.0,
+        skip: Sequence[str] = (),
+    ) -> None:
+        check_graph(steps)
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.steps = {step.id: step for step in steps}
+        self.params = dict(params or {})
+        self.signal = signal or InterruptSignal()
+        self.strategy = strategy or InterruptStrategy()
+        self.on_step = on_step
+        self.concurrency = concurrency
+        self.progress_interval = progress_interval
+        self.stall_after = stall_after
+        self.states = {
+            step.id: StepState(
+                id=step.id,
+                title=step.title,
+                after=step.after,
+                total=step.total,
+                unit=step.unit,
+            )
+            for step in steps
+        }
+        # Steps already done in an earlier run (resume): treated as succeeded.
+        self._skip = set(skip)
+        self._trackers: dict[str, ProgressTracker] = {}
+        self._emitted: dict[str, tuple] = {}
+        self._granted: set[str] = set()
+        self.resources: dict[str, Any] = {}
+
+    # -- interrupt semantics -------------------------------------------------
+
+    def _step_should_stop(self, step_id: str) -> bool:
+        if self.signal.force:
+            return True
+        if not self.signal.requested or self.strategy.kind == "ignore":
+            return False
+        return step_id not in self._granted
+
+    # -- outputs ---------------------------------------------------------------
+
+    def _emit(self, state: StepState) -> None:
+        if self.on_step is None:
+            return
+        try:
+            self.on_step(dataclasses.replace(state))
+        except Exception:
+            logger.exception("step listener failed for %s", state.id)
+
+    def _sample(self, step_id: str, now: float) -> bool:
+        """Copy a tracker into its state; return True if anything changed."""
+        sample = self._trackers[step_id].sample()
+        if self._emitted.get(step_id) == sample:
+            return False
+        self._emitted[step_id] = sample
+        state = self.states[step_id]
+        state.done, state.total, state.unit, state.message = sample
+        state.last_change = now
+        return True
+
+    async def _sample_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.progress_interval)
+            now = time.monotonic()
+            for step_id, state in self.states.items():
+                if state.status not in ACTIVE_STEP_STATUSES:
+                    continue
+                changed = self._sample(step_id, now)
+                if changed and state.status is StepStatus.STALLED:
+                    state.status = StepStatus.RUNNING
+                elif not changed and state.status is StepStatus.RUNNING:
+                    if now - state.last_change < self.stall_after:
+                        continue
+                    state.status = StepStatus.STALLED
+                elif not changed:
+                    continue
+                self._emit(state)
+
+    # -- running steps -----------------------------------------------------------
+
+    def _start(self, step_id: str) -> asyncio.Future:
+        step = self.steps[step_id]
+        state = self.states[step_id]
+        tracker = ProgressTracker(total=step.total, unit=step.unit)
+        self._trackers[step_id] = tracker
+        ctx = StepContext(
+            step_id,
+            self.params,
+            tracker,
+            lambda: self._step_should_stop(step_id),
+            self.resources,
+        )
+        state.status = StepStatus.RUNNING
+        state.started_at = time.time()
+        self._sample(step_id, time.monotonic())
+        self._emit(state)
+        if step.is_async:
+            return asyncio.ensure_future(step.func(ctx))
+        return _run_in_thread(step, ctx)
+
+    def _finish(
+        self, step_id: str, status: StepStatus, error: str | None = None
+    ) -> None:
+        state = self.states[step_id]
+        if step_id in self._trackers:
+            self._sample(step_id, time.monotonic())
+        state.status = status
+        state.error = error
+        state.finished_at = time.time()
+        self._emit(state)
+
+    async def run(self) -> Outcome:
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+
+        def on_signal() -> None:
+            # A closed loop means the run is over anyway.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(wake.set)
+
+        self.signal.add_listener(on_signal)
+        sampler = asyncio.ensure_future(self._sample_loop())
+        try:
+            await self._drive(wake)
+        finally:
+            self.signal.remove_listener(on_signal)
+            sampler.cancel()
+        return self._outcome()
+
+    async def _drive(self, wake: asyncio.Event) -> None:
+        waiting = {step_id: set(step.after) for step_id, step in self.steps.items()}
+        dependents: dict[str, list[str]] = defaultdict(list)
+        for step_id, step in self.steps.items():
+            for dependency in step.after:
+                dependents[dependency].append(step_id)
+        ready: deque[str] = deque()
+        running: dict[asyncio.Future, str] = {}
+        grace = self.strategy.grace
+        stopping = failed = False
+
+        def complete(step_id: str) -> None:
+            # Iterative: resuming a long chain of skipped steps must not recurse.
+            finished = [step_id]
+            while finished:
+                current = finished.pop()
+                for dependent in dependents[current]:
+                    waiting[dependent].discard(current)
+                    if waiting[dependent]:
+                        continue
+                    if dependent in self._skip:
+                        self._finish(dependent, StepStatus.SUCCEEDED)
+                        finished.append(dependent)
+                    else:
+                        ready.append(dependent)
+
+        for step_id, deps in waiting.items():
+            if not deps:
+                if step_id in self._skip:
+                    self._finish(step_id, StepStatus.SUCCEEDED)
+                    complete(step_id)
+                else:
+                    ready.append(step_id)
+
+        while True:
+            # Dispatch: one checkpoint before each step.
+            while ready and len(running) < self.concurrency and not stopping:
+                if self.signal.force:
+                    stopping = True
+                    break
+                if self.signal.requested and self.strategy.kind != "ignore":
+                    if grace == 0:
+                        stopping = True
+                        break
+                    grace -= 1
+                    self._granted.add(ready[0])
+                step_id = ready.popleft()
+                running[self._start(step_id)] = step_id
+
+            if self.signal.force and running:
+                await self._force_stop(running)
+                return
+            if not running:
+                return
+
+            waiter = asyncio.ensure_future(wake.wait())
+            done, _ = await asyncio.wait(
+                [*running, waiter], return_when=asyncio.FIRST_COMPLETED
+            )
+            wake.clear()
+            waiter.cancel()
+            for future in done:
+                step_id = running.pop(future, None)
+                if step_id is None:
+                    continue
+                status, error = _result(future)
+                self._finish(step_id, status, error)
+                if status is StepStatus.SUCCEEDED:
+                    complete(step_id)
+                elif status is StepStatus.FAILED and not failed:
+                    failed = stopping = True
+
+    async def _force_stop(self, running: dict[asyncio.Future, str]) -> None:
+        tasks = [future for future in running if isinstance(future, asyncio.Task)]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # Bounded: a step that swallows cancellation cannot hold the run.
+            await asyncio.wait(tasks, timeout=1.0)
+        for future, step_id in running.items():
+            if future.done() and not future.cancelled():
+                status, error = _result(future)
+                if status is not StepStatus.INTERRUPTED:
+                    self._finish(step_id, status, error)
+                    continue
+            abandoned = not isinstance(future, asyncio.Task)
+            self._finish(
+                step_id, StepStatus.INTERRUPTED, ABANDONED if abandoned else CANCELLED
+            )
+        running.clear()
+
+    def _outcome(self) -> Outcome:
+        for state in self.states.values():
+            if state.status is StepStatus.PENDING:
+                state.status = StepStatus.SKIPPED
+                self._emit(state)
+        processed = tuple(
+            step_id
+            for step_id, state in self.states.items()
+            if state.status is StepStatus.SUCCEEDED
+        )
+        not_processed = tuple(
+            step_id
+            for step_id, state in self.states.items()
+            if state.status is not StepStatus.SUCCEEDED
+        )
+        errors = {
+            step_id: state.error
+            for step_id, state in self.states.items()
+            if state.status is StepStatus.FAILED and state.error
+        }
+        if any(state.status is StepStatus.FAILED for state in self.states.values()):
+            kind = OutcomeKind.FAILED
+        elif not_processed:
+            kind = OutcomeKind.INTERRUPTED
+        else:
+            kind = OutcomeKind.COMPLETE
+        return Outcome(kind, processed, not_processed, errors)
+
+
+def _result(future: asyncio.Future) -> tuple[StepStatus, str | None]:
+    if future.cancelled():
+        return StepStatus.INTERRUPTED, CANCELLED
+    error = future.exception()
+    if error is None:
+        return StepStatus.SUCCEEDED, None
+    if isinstance(error, StepInterrupted):
+        return StepStatus.INTERRUPTED, None
+    if isinstance(error, asyncio.CancelledError):
+        return StepStatus.INTERRUPTED, CANCELLED
+    return StepStatus.FAILED, f"{type(error).__name__}: {error}"
+
+
+def _run_in_thread(step: Step, ctx: StepContext) -> asyncio.Future:
+    """Run a sync step in a daemon thread, so a forced stop can abandon it
+    without the process waiting for it at exit."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def deliver(setter: Callable[[Any], None], value: Any) -> None:
+        if not future.done():
+            setter(value)
+
+    def target() -> None:
+        try:
+            result = step.func(ctx)
+        except BaseException as error:
+            outcome = (future.set_exception, error)
+        else:
+            outcome = (future.set_result, result)
+        # A closed loop means the run was forced to stop and is gone.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(deliver, *outcome)
+
+    threading.Thread(target=target, name=f"step-{step.id}", daemon=True).start()
+    return future
+
+
+async def run_steps(steps: Sequence[Step], params=None, **options) -> Outcome:
+    """Run steps to an outcome: `Scheduler(steps, params, **options).run()`."""
+    return await Scheduler(steps, params, **options).run()

@@ -1,0 +1,334 @@
+"""The runner: drives one execution's engine run and feeds its events to the
+outputs (database, channel layer, terminal), and routes interrupts in.
+
+Interrupts reach the engine's in-memory `InterruptSignal` two ways:
+- fast: the runner's channel joins the execution's control group and turns
+  each `execution.interrupt` message into a signal request;
+- durable: it re-reads the request from the row every POLL_INTERVAL, because
+  channel-layer delivery is at most once. No interrupt is ever lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterable
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from . import broadcast, groups
+from .engine import (
+    InterruptSignal,
+    InterruptStrategy,
+    Outcome,
+    OutcomeKind,
+    Scheduler,
+    StepState,
+    registry,
+)
+from .models import TERMINAL, Execution, Status
+
+logger = logging.getLogger(__name__)
+
+STATUS_FOR_OUTCOME = {
+    OutcomeKind.COMPLETE: Status.SUCCEEDED,
+    OutcomeKind.INTERRUPTED: Status.INTERRUPTED,
+    OutcomeKind.FAILED: Status.FAILED,
+}
+
+
+def runner_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def config(name: str) -> float:
+    return settings.EXECUTIONS[name]
+
+
+class RunObserver:
+    """Something that watches a run in this process (the terminal's bars)."""
+
+    def started(self, execution: Execution) -> None: ...
+
+    def step(self, state: StepState) -> None: ...
+
+    def finished(self, execution: Execution) -> None: ...
+
+
+@database_sync_to_async
+def _load(execution_id) -> Execution:
+    return Execution.objects.select_related("created_by", "interrupt_requested_by").get(
+        pk=execution_id
+    )
+
+
+@database_sync_to_async
+def _snapshot(execution_id) -> dict:
+    return (
+        Execution.objects.select_related("created_by", "interrupt_requested_by")
+        .get(pk=execution_id)
+        .snapshot()
+    )
+
+
+@database_sync_to_async
+def _claim(execution: Execution, runner: str) -> bool:
+    return execution.claim(runner)
+
+
+@database_sync_to_async
+def _poll(execution: Execution, beat: bool) -> dict:
+    if beat:
+        execution.beat()
+    return (
+        Execution.objects.filter(pk=execution.pk)
+        .values("status", "interrupt_requested_at", "interrupt_force")
+        .get()
+    )
+
+
+@database_sync_to_async
+def _save_steps(execution: Execution, steps: list[dict]) -> None:
+    execution.save_steps(steps)
+
+
+@database_sync_to_async
+def _finish(execution: Execution, status: str, outcome: dict, steps) -> bool:
+    return execution.finish(status, outcome=outcome, steps=steps)
+
+
+class Runner:
+    """Runs one execution to its end. Create, then `await run()` once."""
+
+    def __init__(
+        self,
+        execution_id,
+        *,
+        signal: InterruptSignal | None = None,
+        observers: Iterable[RunObserver] = (),
+        runner_id: str | None = None,
+    ) -> None:
+        self.execution_id = execution_id
+        self.signal = signal or InterruptSignal()
+        self.observers = list(observers)
+        self.runner_id = runner_id or runner_identity()
+        self._steps: dict[str, dict] = {}
+        self._dirty = asyncio.Event()
+        # Outgoing step events, coalesced: the latest per step wins if the
+        # layer is slower than the engine.
+        self._outbox: dict[str, dict] = {}
+        self._outbox_ready = asyncio.Event()
+
+    async def run(self) -> Execution:
+        execution = await _load(self.execution_id)
+        try:
+            cmd = registry.get(execution.cmd)
+            steps = cmd.build(execution.params)
+            strategy = InterruptStrategy.parse(execution.strategy)
+        except Exception as error:  # the command changed or vanished since
+            logger.exception("cannot run execution %s", execution.id)
+            steps, strategy, setup_error = None, None, error
+        if not await _claim(execution, self.runner_id):
+            return await _load(self.execution_id)  # interrupted while queued
+        await broadcast.status_changed(await _snapshot(execution.id))
+        for observer in self.observers:
+            observer.started(execution)
+        self._steps = {step["id"]: dict(step) for step in execution.steps}
+
+        helpers = [
+            asyncio.ensure_future(self._listen_for_interrupts(execution)),
+            asyncio.ensure_future(self._poll_database(execution)),
+            asyncio.ensure_future(self._write_progress(execution)),
+            asyncio.ensure_future(self._send_progress(execution)),
+        ]
+        try:
+            if steps is None:
+                outcome = Outcome(
+                    OutcomeKind.FAILED,
+                    (),
+                    tuple(self._steps),
+                    {"setup": f"{type(setup_error).__name__}: {setup_error}"},
+                )
+            else:
+                outcome = await Scheduler(
+                    steps,
+                    execution.params,
+                    signal=self.signal,
+                    strategy=strategy,
+                    on_step=self._on_step,
+                    progress_interval=config("PROGRESS_INTERVAL"),
+                ).run()
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+        await self._flush_progress(execution)
+
+        await _finish(
+            execution,
+            STATUS_FOR_OUTCOME[outcome.kind],
+            outcome.to_dict(),
+            list(self._steps.values()),
+        )
+        # If that refused, the row was already final (reaped as lost): the
+        # database stays the truth, and watchers are told what it says.
+        execution = await _load(self.execution_id)
+        await broadcast.status_changed(await _snapshot(execution.id), groups.FINISHED)
+        for observer in self.observers:
+            observer.finished(execution)
+        return execution
+
+    # -- engine events ---------------------------------------------------------
+
+    def _on_step(self, state: StepState) -> None:
+        data = state.to_dict()
+        self._steps[state.id] = data
+        self._dirty.set()
+        self._outbox.pop(state.id, None)
+        self._outbox[state.id] = data
+        self._outbox_ready.set()
+        for observer in self.observers:
+            observer.step(state)
+
+    async def _send_progress(self, execution: Execution) -> None:
+        group = groups.watch_group(execution.id)
+        while True:
+            await self._outbox_ready.wait()
+            await self._drain_outbox(execution, group)
+
+    async def _drain_outbox(self, execution: Execution, group: str) -> None:
+        self._outbox_ready.clear()
+        while self._outbox:
+            step_id = next(iter(self._outbox))
+            step = self._outbox.pop(step_id)
+            await broadcast.send(
+                group,
+                {"type": groups.STEP, "execution_id": str(execution.id), "step": step},
+            )
+
+    async def _write_progress(self, execution: Execution) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            await _save_steps(execution, list(self._steps.values()))
+            await asyncio.sleep(config("DB_PROGRESS_INTERVAL"))
+
+    async def _flush_progress(self, execution: Execution) -> None:
+        """The final value of every step always goes out."""
+        await self._drain_outbox(execution, groups.watch_group(execution.id))
+
+    # -- interrupts in -----------------------------------------------------------
+
+    async def _listen_for_interrupts(self, execution: Execution) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        group = groups.control_group(execution.id)
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        try:
+            while True:
+                message = await layer.receive(channel)
+                if message.get("type") == groups.INTERRUPT:
+                    self.signal.request(force=bool(message.get("force")))
+        finally:
+            try:
+                await layer.group_discard(group, channel)
+            except Exception:
+                logger.debug("group_discard failed", exc_info=True)
+
+    async def _poll_database(self, execution: Execution) -> None:
+        interval = config("POLL_INTERVAL")
+        beat_every = max(1, round(config("HEARTBEAT_INTERVAL") / interval))
+        polls = 0
+        while True:
+            try:
+                row = await _poll(execution, beat=polls % beat_every == 0)
+            except Exception:
+                # A database hiccup must not end the run; the next poll retries.
+                logger.warning("polling execution %s failed", execution.id)
+            else:
+                if row["interrupt_requested_at"] is not None:
+                    self.signal.request(force=row["interrupt_force"])
+                if row["status"] in TERMINAL:
+                    # Someone ended this row without us (reaped): stop now.
+                    self.signal.request(force=True)
+            polls += 1
+            await asyncio.sleep(interval)
+
+
+# -- in-process dispatch ---------------------------------------------------------
+
+_server_loop: asyncio.AbstractEventLoop | None = None
+_fallback_loop: asyncio.AbstractEventLoop | None = None
+_fallback_lock = threading.Lock()
+_tasks: dict[str, tuple[asyncio.Task, Runner]] = {}
+
+
+def bind_server_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Called by the ASGI app: in-process executions run on this loop."""
+    global _server_loop
+    _server_loop = loop
+
+
+def _loop_for_dispatch() -> asyncio.AbstractEventLoop:
+    global _fallback_loop
+    if _server_loop is not None and not _server_loop.is_closed():
+        return _server_loop
+    # No ASGI server in this process (a shell, a sync test): run on a private
+    # loop in a daemon thread so the execution still runs to its end.
+    with _fallback_lock:
+        if _fallback_loop is None or _fallback_loop.is_closed():
+            _fallback_loop = asyncio.new_event_loop()
+            threading.Thread(
+                target=_fallback_loop.run_forever, name="executions-runner", daemon=True
+            ).start()
+        return _fallback_loop
+
+
+def dispatch(execution_id) -> None:
+    """Hand a recorded execution to whoever runs it (see DESIGN.md)."""
+    if settings.EXECUTIONS["RUNNER"] == "worker":
+        from asgiref.sync import async_to_sync
+
+        async_to_sync(get_channel_layer().send)(
+            groups.WORKER_CHANNEL,
+            {"type": groups.RUN_REQUEST, "execution_id": str(execution_id)},
+        )
+        return
+    loop = _loop_for_dispatch()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        spawn(execution_id)
+    else:
+        loop.call_soon_threadsafe(spawn, execution_id)
+
+
+def spawn(execution_id) -> asyncio.Task:
+    """Start running an execution on the current loop, keeping a reference."""
+    runner = Runner(execution_id)
+    task = asyncio.get_running_loop().create_task(runner.run())
+    key = str(execution_id)
+    _tasks[key] = (task, runner)
+    task.add_done_callback(lambda done: _forget(key, done))
+    return task
+
+
+def _forget(key: str, task: asyncio.Task) -> None:
+    _tasks.pop(key, None)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("runner for execution %s crashed", key, exc_info=task.exception())
+
+
+def running_here() -> list[Runner]:
+    """The runners of this process, for a graceful shutdown."""
+    return [runner for _, runner in _tasks.values()]

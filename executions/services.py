@@ -1,0 +1,202 @@
+"""The one service every door calls: start, interrupt, look up.
+
+Views, the JSON API, websocket consumers, admin actions and management
+commands are thin doors onto these functions, so a permission, an audit field
+or a state rule lives here and nowhere else. `user=None` means the terminal:
+someone with a shell on the machine, who is not limited.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+
+from . import broadcast
+from .engine import InterruptStrategy, ParamsError, UnknownCmd, registry
+from .engine.progress import StepState
+from .models import Execution, Source
+
+__all__ = [
+    "InterruptResult",
+    "NotRunning",
+    "ParamsError",
+    "PermissionDenied",
+    "StartResult",
+    "UnknownCmd",
+    "UnknownExecution",
+    "get_execution",
+    "list_executions",
+    "request_interrupt",
+    "start_execution",
+]
+
+PERMISSIONS = {
+    "view": "executions.view_execution",
+    "add": "executions.add_execution",
+    "interrupt": "executions.interrupt_execution",
+}
+
+
+class UnknownExecution(LookupError):
+    """No execution has that ID (or the ID is not a UUID)."""
+
+    def __init__(self, execution_id: Any) -> None:
+        self.execution_id = execution_id
+        super().__init__(f"No execution with ID {execution_id!r}.")
+
+
+class NotRunning(Exception):
+    """The execution has finished: there is nothing to interrupt."""
+
+    def __init__(self, execution: Execution) -> None:
+        self.execution = execution
+        self.status = execution.status
+        super().__init__(
+            f"Execution {execution.id} is not running: it is {execution.status}."
+        )
+
+
+@dataclass(frozen=True)
+class StartResult:
+    execution: Execution
+    #: False when the profile was busy and this is the active execution.
+    created: bool
+
+
+@dataclass(frozen=True)
+class InterruptResult:
+    execution: Execution
+    #: interrupted | requested | escalated | already (see record_interrupt).
+    result: str
+
+
+def can(user, action: str) -> bool:
+    """The one permission check: `view`, `add` or `interrupt`."""
+    if user is None:
+        return True
+    return user.is_active and user.has_perm(PERMISSIONS[action])
+
+
+def check(user, action: str) -> None:
+    if not can(user, action):
+        raise PermissionDenied(f"You do not have permission to {action} executions.")
+
+
+def parse_id(execution_id: Any) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(execution_id))
+    except (TypeError, ValueError, AttributeError):
+        raise UnknownExecution(execution_id) from None
+
+
+def get_execution(execution_id: Any, *, user=None) -> Execution:
+    check(user, "view")
+    try:
+        return Execution.objects.select_related(
+            "created_by", "interrupt_requested_by"
+        ).get(pk=parse_id(execution_id))
+    except Execution.DoesNotExist:
+        raise UnknownExecution(execution_id) from None
+
+
+def list_executions(*, user=None, status: str | None = None):
+    check(user, "view")
+    queryset = Execution.objects.select_related("created_by")
+    if status:
+        queryset = queryset.filter(status=status)
+    return queryset
+
+
+def start_execution(
+    cmd: str,
+    params: Any = None,
+    *,
+    profile: str | None = None,
+    strategy: str | None = None,
+    user=None,
+    source: str,
+    resumed_from: Execution | None = None,
+    dispatch: bool = True,
+) -> StartResult:
+    """Validate and record a new execution, then hand it to the runner.
+
+    For a busy profile, return the active execution instead (idempotent
+    invocation); the database's conditional unique constraint decides races.
+    With `dispatch=False` the caller runs it (the terminal door).
+    """
+    check(user, "add")
+    command = registry.get(cmd)
+    cleaned = command.clean_params(params)
+    try:
+        strategy_text = str(InterruptStrategy.parse(strategy))
+    except ValueError as error:
+        raise ParamsError({"strategy": str(error)}) from None
+    profile = profile or None
+    if profile is not None and (len(profile) > 200 or not profile.isprintable()):
+        raise ParamsError({"profile": "must be at most 200 printable characters"})
+    steps = [
+        StepState(id=step.id, title=step.title, after=step.after, unit=step.unit)
+        for step in command.build(cleaned)
+    ]
+    try:
+        with transaction.atomic():
+            execution = Execution.objects.create(
+                cmd=command.name,
+                title=command.title,
+                params=cleaned,
+                profile=profile,
+                strategy=strategy_text,
+                steps=[state.to_dict() for state in steps],
+                created_by=user,
+                created_from=source,
+                resumed_from=resumed_from,
+            )
+    except IntegrityError:
+        active = Execution.objects.active().filter(profile=profile).first()
+        if active is None:
+            raise  # not the profile constraint after all
+        return StartResult(active, created=False)
+    broadcast.status_changed_on_commit(execution.snapshot())
+    if dispatch:
+        from .runner import dispatch as dispatch_to_runner
+
+        transaction.on_commit(lambda: dispatch_to_runner(execution.id))
+    return StartResult(execution, created=True)
+
+
+def request_interrupt(
+    execution_id: Any,
+    *,
+    user=None,
+    source: str,
+    force: bool = False,
+    reason: str = "",
+    by_name: str = "",
+) -> InterruptResult:
+    """Record the request on the row (durable), then push it to the runner
+    through the channel layer after commit (fast). Idempotent; `force` may
+    escalate a pending request. Raises NotRunning for a finished execution."""
+    check(user, "interrupt")
+    if source not in Source.values:
+        raise ValueError(f"Unknown source {source!r}.")
+    execution = get_execution(execution_id)
+    result = execution.record_interrupt(
+        source=source,
+        user=user,
+        by_name=by_name,
+        force=force,
+        reason=(reason or "")[:2000],
+    )
+    if result == "not_running":
+        raise NotRunning(execution)
+    if result in ("requested", "escalated"):
+        broadcast.interrupt_on_commit(execution.id, force=execution.interrupt_force)
+    if result != "already":
+        execution = get_execution(execution.id)
+        event = "execution.finished" if execution.is_finished else "execution.status"
+        broadcast.status_changed_on_commit(execution.snapshot(), event)
+    return InterruptResult(execution, result)

@@ -1,0 +1,24 @@
+from django.urls import path
+
+from . import api, views
+
+app_name = "executions"
+
+urlpatterns = [
+    # Pages (login required).
+    path("executions/", views.execution_list, name="list"),
+    path("executions/<str:execution_id>/", views.execution_detail, name="detail"),
+    path(
+        "executions/<str:execution_id>/interrupt/",
+        views.execution_interrupt,
+        name="interrupt",
+    ),
+    # JSON API (session auth + CSRF).
+    path("api/executions/", api.executions, name="api-list"),
+    path("api/executions/<str:execution_id>/", api.execution, name="api-detail"),
+    path(
+        "api/executions/<str:execution_id>/interrupt/",
+        api.interrupt,
+        name="api-interrupt",
+    ),
+]

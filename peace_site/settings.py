@@ -1,0 +1,174 @@
+"""Settings for peace_site, read from the environment in this one place.
+
+Defaults run on a laptop with nothing else installed: SQLite and the
+in-memory channel layer. See DESIGN.md for every variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+# Without DJANGO_SECRET_KEY a development key is used: fine on a laptop,
+# flagged by `manage.py check --deploy`.
+SECRET_KEY = os.environ.get(
+    "DJANGO_SECRET_KEY",
+    "django-insecure-peace-site-development-key-not-for-production",
+)
+
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in os.environ.get(
+        "DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver"
+    ).split(",")
+    if host.strip()
+]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "executions",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "peace_site.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+ASGI_APPLICATION = "peace_site.asgi.application"
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        # Runners touch the database every poll interval: keep connections.
+        conn_max_age=60,
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Runners, the server and terminals write the same file at once: WAL lets
+    # readers proceed during a write, IMMEDIATE takes the write lock up front
+    # (no deadlock on upgrade), and the timeout waits instead of failing.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["TEST"] = {
+        # Real daphne and CLI subprocesses in tests need a file, not :memory:.
+        "NAME": str(BASE_DIR / "test_db.sqlite3"),
+    }
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation."
+        "UserAttributeSimilarityValidator"
+    },
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "/admin/login/"
+LOGIN_REDIRECT_URL = "/executions/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# daphne serves no static files itself; WhiteNoise does, straight from the
+# apps' static folders so `make run` needs no collectstatic step.
+WHITENOISE_USE_FINDERS = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Request bodies for the JSON API are small; refuse anything larger early.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+
+EXECUTIONS = {
+    # inprocess: run in the ASGI server; worker: send to runworker executions.
+    "RUNNER": os.environ.get("EXECUTIONS_RUNNER", "inprocess"),
+    # How often a runner re-reads the durable interrupt request (seconds).
+    "POLL_INTERVAL": float(os.environ.get("EXECUTIONS_POLL_INTERVAL", "0.5")),
+    # How often a runner writes its heartbeat, and when it counts as gone.
+    "HEARTBEAT_INTERVAL": float(os.environ.get("EXECUTIONS_HEARTBEAT", "2.0")),
+    "HEARTBEAT_TIMEOUT": float(os.environ.get("EXECUTIONS_HEARTBEAT_TIMEOUT", "15")),
+    # Coalesced progress: at most one event per step per this many seconds.
+    "PROGRESS_INTERVAL": float(os.environ.get("EXECUTIONS_PROGRESS_INTERVAL", "0.05")),
+    # Progress is written to the database at most this often (seconds).
+    "DB_PROGRESS_INTERVAL": float(os.environ.get("EXECUTIONS_DB_INTERVAL", "0.5")),
+    "FILES_ROOTS": [
+        root
+        for root in os.environ.get("EXECUTIONS_FILES_ROOTS", "").split(os.pathsep)
+        if root
+    ],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "executions": {
+            "handlers": ["console"],
+            "level": os.environ.get("EXECUTIONS_LOG_LEVEL", "WARNING"),
+        }
+    },
+}
