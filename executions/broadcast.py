@@ -34,11 +34,17 @@ def send_on_commit(group: str, message: dict) -> None:
 
 
 def status_messages(snapshot: dict, event: str = groups.STATUS) -> list:
-    """The (group, message) pairs that tell watchers of a status change."""
-    return [
-        (groups.watch_group(snapshot["id"]), {"type": event, "execution": snapshot}),
-        (groups.LIST_GROUP, {"type": groups.LIST_CHANGED, "execution": snapshot}),
-    ]
+    """The (group, message) pairs that tell watchers of a status change.
+
+    `event` is `execution.created`, `execution.status` or `execution.finished`;
+    the list group hears every one as `executions.changed` with `change` set
+    to `created`, `status` or `finished`.
+    """
+    change = event.rsplit(".", 1)[1]
+    pairs = [(groups.LIST_GROUP, {"type": groups.LIST_CHANGED, "change": change})]
+    if event != groups.CREATED:
+        pairs.append((groups.watch_group(snapshot["id"]), {"type": event}))
+    return [(group, {**message, "execution": snapshot}) for group, message in pairs]
 
 
 def status_changed_on_commit(snapshot: dict, event: str = groups.STATUS) -> None:

@@ -12,6 +12,7 @@ import uuid
 LIST_GROUP = "executions.list"
 
 # Event types, namespaced: `execution.step` is handled by `execution_step`.
+CREATED = "execution.created"
 STEP = "execution.step"
 STATUS = "execution.status"
 FINISHED = "execution.finished"

@@ -15,7 +15,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
-from . import broadcast
+from . import broadcast, groups
 from .engine import InterruptStrategy, ParamsError, UnknownCmd, registry
 from .engine.progress import StepState
 from .models import Execution, Source
@@ -160,7 +160,7 @@ def start_execution(
         if active is None:
             raise  # not the profile constraint after all
         return StartResult(active, created=False)
-    broadcast.status_changed_on_commit(execution.snapshot())
+    broadcast.status_changed_on_commit(execution.snapshot(), groups.CREATED)
     if dispatch:
         from .runner import dispatch as dispatch_to_runner
 
@@ -197,6 +197,6 @@ def request_interrupt(
         broadcast.interrupt_on_commit(execution.id, force=execution.interrupt_force)
     if result != "already":
         execution = get_execution(execution.id)
-        event = "execution.finished" if execution.is_finished else "execution.status"
+        event = groups.FINISHED if execution.is_finished else groups.STATUS
         broadcast.status_changed_on_commit(execution.snapshot(), event)
     return InterruptResult(execution, result)
