@@ -139,7 +139,13 @@ def start_execution(
     if profile is not None and (len(profile) > 200 or not profile.isprintable()):
         raise ParamsError({"profile": "must be at most 200 printable characters"})
     steps = [
-        StepState(id=step.id, title=step.title, after=step.after, unit=step.unit)
+        StepState(
+            id=step.id,
+            title=step.title,
+            after=step.after,
+            unit=step.unit,
+            total=step.total,
+        )
         for step in command.build(cleaned)
     ]
     try:

@@ -1,0 +1,50 @@
+"""Interrupt an execution by ID, wherever it runs.
+
+Exit codes: 0 accepted, 1 not running, 2 unknown ID.
+"""
+
+from __future__ import annotations
+
+import getpass
+
+from django.core.management.base import BaseCommand, CommandError
+
+from executions import services
+from executions.models import Source
+
+MESSAGES = {
+    "requested": "Interrupt requested: the runner stops at its next checkpoint.",
+    "escalated": "Interrupt escalated to force: steps in flight are cancelled.",
+    "already": "An interrupt was already requested; it stands.",
+    "interrupted": "It had not started: interrupted, nothing was processed.",
+}
+
+
+class Command(BaseCommand):
+    help = "Interrupt a running execution by its ID."
+
+    def add_arguments(self, parser):
+        parser.add_argument("execution_id", metavar="ID")
+        parser.add_argument(
+            "--force", action="store_true", help="cancel steps in flight at once"
+        )
+        parser.add_argument("--reason", default="", help="kept in the audit record")
+
+    def handle(self, *args, execution_id: str, force: bool, reason: str, **options):
+        try:
+            result = services.request_interrupt(
+                execution_id,
+                source=Source.CLI,
+                force=force,
+                reason=reason,
+                by_name=getpass.getuser(),
+            )
+        except services.UnknownExecution as error:
+            raise CommandError(str(error), returncode=2) from None
+        except services.NotRunning as error:
+            raise CommandError(str(error), returncode=1) from None
+        execution = result.execution
+        self.stdout.write(
+            self.style.SUCCESS(f"{execution.id}: {execution.status}. ")
+            + MESSAGES[result.result]
+        )

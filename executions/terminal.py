@@ -1,0 +1,152 @@
+"""The terminal's view of a run: a live bar per step, and the final report."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from .engine import StepState
+from .models import Execution
+from .runner import RunObserver
+
+STATUS_STYLE = {
+    "pending": "dim",
+    "running": "cyan",
+    "stalled": "yellow",
+    "succeeded": "green",
+    "failed": "red",
+    "interrupted": "magenta",
+    "skipped": "dim",
+}
+
+
+class _Amount(TextColumn):
+    """done/total in the step's unit: bytes human-readable, steps as M/N."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self._bytes = DownloadColumn()
+        self._steps = MofNCompleteColumn()
+
+    def render(self, task):
+        if task.fields.get("unit") == "bytes":
+            return self._bytes.render(task)
+        return self._steps.render(task)
+
+
+class TerminalBars(RunObserver):
+    """Rich progress bars on a terminal; one line per step change elsewhere
+    (a pipe or a log file gets a readable record, not escape codes)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.console = Console(file=stream, highlight=False)
+        self.live = self.console.is_terminal
+        self.progress = Progress(
+            TextColumn("{task.fields[status_text]}", justify="left"),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            _Amount(),
+            TextColumn("{task.fields[message]}", style="dim"),
+            TimeElapsedColumn(),
+            console=self.console,
+            auto_refresh=True,
+            refresh_per_second=10,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self._status: dict[str, str] = {}
+
+    def started(self, execution: Execution) -> None:
+        for step in execution.steps:
+            progress = step["progress"]
+            self.tasks[step["id"]] = self.progress.add_task(
+                step["title"],
+                total=progress["total"],
+                completed=progress["done"],
+                start=False,
+                unit=progress["unit"],
+                message="",
+                status_text=_badge(step["status"]),
+            )
+            self._status[step["id"]] = step["status"]
+        if self.live:
+            self.progress.start()
+
+    def step(self, state: StepState) -> None:
+        status = str(state.status)
+        task = self.tasks[state.id]
+        if status == "running" and self._status.get(state.id) == "pending":
+            self.progress.start_task(task)
+        self.progress.update(
+            task,
+            completed=state.done,
+            total=state.total,
+            message=state.message[:60],
+            status_text=_badge(status),
+        )
+        if status != self._status.get(state.id):
+            self._status[state.id] = status
+            if not self.live:
+                line = f"{status:<11} {state.id}"
+                if state.error:
+                    line += f": {state.error}"
+                self.console.print(line, markup=False)
+        if status not in ("pending", "running", "stalled"):
+            self.progress.stop_task(task)
+
+    def finished(self, execution: Execution) -> None:
+        if self.live:
+            self.progress.stop()
+
+    def say(self, text: str, style: str = "") -> None:
+        """A line above the bars (the bars stay at the bottom)."""
+        self.console.print(text, style=style or None, markup=False, soft_wrap=True)
+
+
+def _badge(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, '')}]{status:<11}[/]"
+
+
+def report(execution: Execution) -> list[tuple[str, str]]:
+    """The final report as (text, style) lines: what was and was not done."""
+    outcome = execution.outcome or {}
+    titles = {step["id"]: step["title"] for step in execution.steps}
+    lines = [
+        (
+            f"Execution {execution.id} {execution.status}.",
+            STATUS_STYLE.get(execution.status, "bold"),
+        )
+    ]
+    processed = outcome.get("steps_processed", [])
+    not_processed = outcome.get("steps_not_processed", [])
+    lines.append((f"Processed ({len(processed)}):", "bold"))
+    lines += [
+        (f"  ✓ {step_id}  {titles.get(step_id, '')}", "") for step_id in processed
+    ]
+    lines.append((f"Not processed ({len(not_processed)}):", "bold"))
+    statuses = {step["id"]: step["status"] for step in execution.steps}
+    lines += [
+        (f"  ✗ {step_id}  {titles.get(step_id, '')} ({statuses.get(step_id)})", "")
+        for step_id in not_processed
+    ]
+    for step_id, error in outcome.get("errors", {}).items():
+        lines.append((f"Error in {step_id}: {error}", "red"))
+    request = execution.interrupt_snapshot()
+    if request:
+        who = request["by"] or "someone"
+        kind = "Forced interrupt" if request["force"] else "Interrupt"
+        line = f"{kind} requested by {who} from {request['source']} at "
+        line += request["requested_at"]
+        if request["reason"]:
+            line += f": {request['reason']}"
+        lines.append((line, ""))
+    return lines

@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+import signal
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from executions import services
+from executions.management.commands.execute import FORCED, GRACEFUL
+from executions.models import Execution, Status
+from tests.processes import Process
+
+
+@pytest.fixture
+def execute(manage_py, subprocess_env):
+    """Start `manage.py execute ...` in a real subprocess."""
+    started: list[Process] = []
+
+    def run(*args: str) -> Process:
+        process = Process([*manage_py, "execute", *args], subprocess_env)
+        started.append(process)
+        return process
+
+    yield run
+    for process in started:
+        process.stop()
+
+
+def demo_steps(*params: str) -> list[str]:
+    return ["demo.steps", *[arg for p in params for arg in ("--param", p)]]
+
+
+def test_execute_sigint_interrupts_gracefully(execute):
+    process = execute(*demo_steps("count=5", "seconds=0.6"))
+    execution_id = process.first_line()
+    process.wait_for("succeeded   step-1")
+
+    process.signal(signal.SIGINT)
+    code = process.wait()
+
+    assert code == 130
+    assert GRACEFUL in process.output
+    assert "Not processed (4):" in process.output
+    execution = Execution.objects.get(pk=execution_id)
+    assert execution.status == Status.INTERRUPTED
+    assert execution.interrupt_source == "cli"
+    assert execution.interrupt_force is False
+    assert execution.outcome["kind"] == "interrupted"
+    assert execution.outcome["steps_processed"] == ["step-1"]
+    assert execution.outcome["steps_not_processed"] == [
+        "step-2",
+        "step-3",
+        "step-4",
+        "step-5",
+    ]
+    statuses = [step["status"] for step in execution.steps]
+    assert statuses == ["succeeded", "interrupted", "skipped", "skipped", "skipped"]
+
+
+def test_execute_second_sigint_forces(execute):
+    # Non-cooperative steps ignore a graceful interrupt until they end, so only
+    # a forced stop can end step-1 early.
+    process = execute(*demo_steps("count=2", "seconds=30", "cooperative=false"))
+    execution_id = process.first_line()
+    process.wait_for("running     step-1")
+
+    process.signal(signal.SIGINT)
+    process.wait_for("Press Ctrl-C again to force")
+    process.signal(signal.SIGINT)
+    code = process.wait(timeout=20)
+
+    assert code == 130
+    assert FORCED in process.output
+    execution = Execution.objects.get(pk=execution_id)
+    assert execution.status == Status.INTERRUPTED
+    assert execution.interrupt_force is True
+    assert execution.steps[0]["status"] == "interrupted"
+    assert execution.steps[0]["error"] == "cancelled: the run was forced to stop"
+    assert execution.outcome["steps_not_processed"] == ["step-1", "step-2"]
+
+
+def test_execute_interrupted_from_another_process(execute, manage_py, subprocess_env):
+    # Long steps: the interrupt lands (at the poll interval) well within one.
+    process = execute(*demo_steps("count=2", "seconds=20"))
+    execution_id = process.first_line()
+    process.wait_for("running     step-1")
+
+    other = Process(
+        [*manage_py, "interrupt", execution_id, "--reason", "maintenance"],
+        subprocess_env,
+    )
+
+    assert other.wait() == 0
+    assert "Interrupt requested" in other.output
+    assert process.wait() == 130
+    execution = Execution.objects.get(pk=execution_id)
+    assert execution.status == Status.INTERRUPTED
+    assert execution.interrupt_source == "cli"
+    assert execution.interrupt_reason == "maintenance"
+    assert execution.outcome["steps_not_processed"] == ["step-1", "step-2"]
+    assert execution.steps[0]["status"] == "interrupted"
+
+
+def test_execute_json_prints_id_then_snapshot(execute):
+    process = execute(*demo_steps("count=2", "seconds=0"), "--json")
+
+    code = process.wait()
+
+    assert code == 0
+    execution_id = process.lines[0]
+    assert '"status": "succeeded"' in process.output
+    assert Execution.objects.get(pk=execution_id).status == Status.SUCCEEDED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_execute_failing_step_exits_1(capsys):
+    with pytest.raises(CommandError) as raised:
+        call_command("execute", *demo_steps("count=3", "seconds=0", "fail_at=2"))
+
+    assert raised.value.returncode == 1
+    execution = Execution.objects.get()
+    assert execution.status == Status.FAILED
+    assert execution.outcome["errors"] == {
+        "step-2": "RuntimeError: step 2 failed as asked (fail_at=2)"
+    }
+    assert "Error in step-2" in capsys.readouterr().out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_execute_succeeds_exits_0(capsys):
+    call_command("execute", *demo_steps("count=2", "seconds=0"))
+
+    out = capsys.readouterr().out
+    execution = Execution.objects.get()
+    assert out.splitlines()[0] == str(execution.id)
+    assert execution.status == Status.SUCCEEDED
+    assert "Processed (2):" in out
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope"], "Unknown command 'nope'. Known commands: demo.deploy, "),
+        (demo_steps("count=0"), "Invalid params:\n  count: must be at least 1"),
+        (demo_steps("count=x"), "count: must be a whole number"),
+        (demo_steps("nope=1"), "nope: unknown param; expected one of: "),
+        (demo_steps("count"), "--param takes name=value, not 'count'."),
+        (["demo.steps", "--strategy", "sometimes"], "Unknown interrupt strategy"),
+    ],
+)
+def test_execute_usage_errors_exit_2_and_change_nothing(args, message):
+    with pytest.raises(CommandError) as raised:
+        call_command("execute", *args)
+
+    assert raised.value.returncode == 2
+    assert message in str(raised.value)
+    assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_execute_busy_profile_exits_3_with_the_active_id(capsys):
+    active = services.start_execution(
+        "demo.steps", {}, profile="staging", source="cli", dispatch=False
+    ).execution
+
+    with pytest.raises(CommandError) as raised:
+        call_command("execute", "demo.steps", "--profile", "staging")
+
+    assert raised.value.returncode == 3
+    assert str(raised.value) == (
+        f"Profile 'staging' is busy: execution {active.id} is queued."
+    )
+    assert capsys.readouterr().out.splitlines()[0] == str(active.id)
+    assert Execution.objects.count() == 1
