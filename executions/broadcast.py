@@ -29,6 +29,17 @@ async def send(group: str, message: dict) -> None:
         logger.warning("group_send to %s failed", group, exc_info=True)
 
 
+async def send_to(channel: str, message: dict) -> None:
+    """Send to one channel (a worker queue), best effort like `send`."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.send(channel, message)
+    except Exception:
+        logger.warning("send to %s failed", channel, exc_info=True)
+
+
 def send_on_commit(group: str, message: dict) -> None:
     transaction.on_commit(lambda: async_to_sync(send)(group, message))
 

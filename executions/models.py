@@ -98,6 +98,9 @@ class Execution(models.Model):
         related_name="resumed_by",
     )
 
+    #: The worker queue it waits in; empty when its runner was chosen at start
+    #: (in-process, or a terminal's own run).
+    queue = models.CharField(max_length=100, blank=True, db_index=True)
     runner = models.CharField(max_length=200, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
 

@@ -11,10 +11,10 @@ Interrupts reach the engine's in-memory `InterruptSignal` two ways:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
-import threading
 import uuid
 from collections.abc import Iterable
 
@@ -113,8 +113,11 @@ class Runner:
         signal: InterruptSignal | None = None,
         observers: Iterable[RunObserver] = (),
         runner_id: str | None = None,
+        claimed: bool = False,
     ) -> None:
         self.execution_id = execution_id
+        #: True when the caller already claimed the row (a worker's queue).
+        self.claimed = claimed
         self.signal = signal or InterruptSignal()
         self.observers = list(observers)
         self.runner_id = runner_id or runner_identity()
@@ -134,7 +137,7 @@ class Runner:
         except Exception as error:  # the command changed or vanished since
             logger.exception("cannot run execution %s", execution.id)
             steps, strategy, setup_error = None, None, error
-        if not await _claim(execution, self.runner_id):
+        if not self.claimed and not await _claim(execution, self.runner_id):
             return await _load(self.execution_id)  # interrupted while queued
         await broadcast.status_changed(await _snapshot(execution.id))
         for observer in self.observers:
@@ -226,22 +229,40 @@ class Runner:
     # -- interrupts in -----------------------------------------------------------
 
     async def _listen_for_interrupts(self, execution: Execution) -> None:
+        """The fast path. The group is re-joined periodically: Redis forgets
+        memberships after `group_expiry` and across a restart, and a run may
+        outlive both. Layer errors back off and retry; meanwhile the database
+        poll still delivers."""
         layer = get_channel_layer()
         if layer is None:
             return
         group = groups.control_group(execution.id)
         channel = await layer.new_channel()
-        await layer.group_add(group, channel)
+        rejoin = asyncio.ensure_future(self._keep_joined(layer, group, channel))
         try:
             while True:
-                message = await layer.receive(channel)
+                try:
+                    message = await layer.receive(channel)
+                except Exception:
+                    logger.warning("control channel of %s failed", execution.id)
+                    await asyncio.sleep(1.0)
+                    continue
                 if message.get("type") == groups.INTERRUPT:
                     self.signal.request(force=bool(message.get("force")))
         finally:
-            try:
+            rejoin.cancel()
+            with contextlib.suppress(Exception):
                 await layer.group_discard(group, channel)
+
+    async def _keep_joined(self, layer, group: str, channel: str) -> None:
+        while True:
+            try:
+                await layer.group_add(group, channel)
             except Exception:
-                logger.debug("group_discard failed", exc_info=True)
+                logger.warning("joining %s failed; retrying", group)
+                await asyncio.sleep(1.0)
+                continue
+            await asyncio.sleep(config("REJOIN_INTERVAL"))
 
     async def _poll_database(self, execution: Execution) -> None:
         interval = config("POLL_INTERVAL")
@@ -261,74 +282,3 @@ class Runner:
                     self.signal.request(force=True)
             polls += 1
             await asyncio.sleep(interval)
-
-
-# -- in-process dispatch ---------------------------------------------------------
-
-_server_loop: asyncio.AbstractEventLoop | None = None
-_fallback_loop: asyncio.AbstractEventLoop | None = None
-_fallback_lock = threading.Lock()
-_tasks: dict[str, tuple[asyncio.Task, Runner]] = {}
-
-
-def bind_server_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Called by the ASGI app: in-process executions run on this loop."""
-    global _server_loop
-    _server_loop = loop
-
-
-def _loop_for_dispatch() -> asyncio.AbstractEventLoop:
-    global _fallback_loop
-    if _server_loop is not None and not _server_loop.is_closed():
-        return _server_loop
-    # No ASGI server in this process (a shell, a sync test): run on a private
-    # loop in a daemon thread so the execution still runs to its end.
-    with _fallback_lock:
-        if _fallback_loop is None or _fallback_loop.is_closed():
-            _fallback_loop = asyncio.new_event_loop()
-            threading.Thread(
-                target=_fallback_loop.run_forever, name="executions-runner", daemon=True
-            ).start()
-        return _fallback_loop
-
-
-def dispatch(execution_id) -> None:
-    """Hand a recorded execution to whoever runs it (see DESIGN.md)."""
-    if settings.EXECUTIONS["RUNNER"] == "worker":
-        from asgiref.sync import async_to_sync
-
-        async_to_sync(get_channel_layer().send)(
-            groups.WORKER_CHANNEL,
-            {"type": groups.RUN_REQUEST, "execution_id": str(execution_id)},
-        )
-        return
-    loop = _loop_for_dispatch()
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        spawn(execution_id)
-    else:
-        loop.call_soon_threadsafe(spawn, execution_id)
-
-
-def spawn(execution_id) -> asyncio.Task:
-    """Start running an execution on the current loop, keeping a reference."""
-    runner = Runner(execution_id)
-    task = asyncio.get_running_loop().create_task(runner.run())
-    key = str(execution_id)
-    _tasks[key] = (task, runner)
-    task.add_done_callback(lambda done: _forget(key, done))
-    return task
-
-
-def _forget(key: str, task: asyncio.Task) -> None:
-    _tasks.pop(key, None)
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("runner for execution %s crashed", key, exc_info=task.exception())
-
-
-def running_here() -> list[Runner]:
-    """The runners of this process, for a graceful shutdown."""
-    return [runner for _, runner in _tasks.values()]

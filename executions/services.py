@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
@@ -72,6 +73,10 @@ class InterruptResult:
     execution: Execution
     #: interrupted | requested | escalated | already (see record_interrupt).
     result: str
+
+
+def worker_mode() -> bool:
+    return settings.EXECUTIONS["RUNNER"] == "worker"
 
 
 def can(user, action: str) -> bool:
@@ -160,6 +165,7 @@ def start_execution(
                 created_by=user,
                 created_from=source,
                 resumed_from=resumed_from,
+                queue=groups.WORKER_CHANNEL if dispatch and worker_mode() else "",
             )
     except IntegrityError:
         active = Execution.objects.active().filter(profile=profile).first()
@@ -168,7 +174,7 @@ def start_execution(
         return StartResult(active, created=False)
     broadcast.status_changed_on_commit(execution.snapshot(), groups.CREATED)
     if dispatch:
-        from .runner import dispatch as dispatch_to_runner
+        from .pool import dispatch as dispatch_to_runner
 
         transaction.on_commit(lambda: dispatch_to_runner(execution.id))
     return StartResult(execution, created=True)

@@ -46,8 +46,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "channels",
+    # Before channels: its `runworker` command is ours (a worker_class
+    # subclass that drains on SIGTERM).
     "executions",
+    "channels",
 ]
 
 MIDDLEWARE = [
@@ -105,10 +107,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
+    # The core layer, not pub/sub: see docs/scale-out.md for the measurements
+    # and the reasons. Its blocking reads wait 5 s (BZPOPMIN), so the socket
+    # timeout must be longer than that (redis-py 8 defaults to 5 s).
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 10,
+                        "socket_connect_timeout": 3,
+                        "socket_keepalive": True,
+                    }
+                ],
+                "capacity": 1000,
+            },
         }
     }
 else:
@@ -133,7 +148,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where `collectstatic` gathers files for a production deployment.
+STATIC_ROOT = os.environ.get("DJANGO_STATIC_ROOT") or None
 # daphne serves no static files itself; WhiteNoise does, straight from the
 # apps' static folders so `make run` needs no collectstatic step.
 WHITENOISE_USE_FINDERS = True
@@ -145,6 +161,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 EXECUTIONS = {
     # inprocess: run in the ASGI server; worker: send to runworker executions.
     "RUNNER": os.environ.get("EXECUTIONS_RUNNER", "inprocess"),
+    # How many executions one worker process runs at once.
+    "WORKER_CONCURRENCY": int(os.environ.get("EXECUTIONS_WORKER_CONCURRENCY", "1")),
+    # On shutdown, how long runs get to stop gracefully before being forced.
+    "SHUTDOWN_GRACE": float(os.environ.get("EXECUTIONS_SHUTDOWN_GRACE", "10")),
+    # How often a runner re-joins its control group (Redis forgets groups).
+    "REJOIN_INTERVAL": float(os.environ.get("EXECUTIONS_REJOIN_INTERVAL", "30")),
     # How often a runner re-reads the durable interrupt request (seconds).
     "POLL_INTERVAL": float(os.environ.get("EXECUTIONS_POLL_INTERVAL", "0.5")),
     # How often a runner writes its heartbeat, and when it counts as gone.
