@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: install system-deps run test lint format clean
+.PHONY: install system-deps run cluster test test-sqlite test-postgres lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,7 @@ system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing Debian packages:$$missing"; \
 		apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
@@ -36,10 +37,19 @@ run: install
 	@echo "Serving on http://$(HOST):$(PORT)/executions/ (Ctrl-C stops)"
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) peace_site.asgi:application
 
-test: install system-deps
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+# Distributed mode on one machine: redis-server, two workers, daphne.
+cluster: install system-deps
+	$(PY) scripts/cluster.py
+
+# Every test on SQLite, then again on a throwaway PostgreSQL cluster (the
+# browser tests exercise the pages, not the database, so they run once).
+test: install system-deps lint test-sqlite test-postgres
+
+test-sqlite: install
 	$(VENV)/bin/pytest
+
+test-postgres: install
+	$(PY) scripts/with_postgres.py $(VENV)/bin/pytest --ignore=tests/e2e
 
 lint: install
 	$(VENV)/bin/ruff check .

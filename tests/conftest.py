@@ -15,6 +15,14 @@ from executions.services import PERMISSIONS
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    # Runners reach the database from worker threads; persistent connections
+    # there would outlive a test and keep PostgreSQL from dropping the test
+    # database. Subprocesses keep the production setting.
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+
 @pytest.fixture
 def make_user(django_user_model):
     """Create a user holding the given actions' permissions (view/add/interrupt)."""
@@ -51,6 +59,11 @@ def subprocess_env(transactional_db):
     env["PYTHONUNBUFFERED"] = "1"
     if database["ENGINE"] == "django.db.backends.sqlite3":
         env["DATABASE_URL"] = f"sqlite:///{database['NAME']}"
+    else:
+        env["DATABASE_URL"] = (
+            f"postgres://{database['USER']}:{database['PASSWORD']}@"
+            f"{database['HOST']}:{database['PORT']}/{database['NAME']}"
+        )
     return env
 
 
