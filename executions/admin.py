@@ -1,1 +1,407 @@
-"""Admin for executions. (Filled in by the web issue.)"""
+"""The Django admin for executions: a read-only window onto the engine's
+records, plus the admin's two doors onto the interrupt service (the
+"Interrupt selected executions" action and the per-object button)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.translation import ngettext
+from django.views.decorators.http import require_POST
+
+from . import services
+from .models import Execution, Source, Status
+
+STATUS_COLOURS = {
+    Status.QUEUED: "#6c757d",
+    Status.RUNNING: "#0d6efd",
+    Status.INTERRUPTING: "#fd7e14",
+    Status.INTERRUPTED: "#a16207",
+    Status.SUCCEEDED: "#198754",
+    Status.FAILED: "#dc3545",
+    Status.LOST: "#6f42c1",
+}
+
+# The changelist shows IDs by their first 8 hex digits; searching for one
+# should find it.
+SHORT_ID = re.compile(r"[0-9a-f]{8}")
+
+INTERRUPT_MESSAGES = {
+    "interrupted": "Interrupted {}: it was queued, so no step ran.",
+    "requested": "Interrupt requested for {}: it stops at the next safe point.",
+    "escalated": "Force interrupt sent to {}: steps in flight are cancelled.",
+    "already": "An interrupt for {} is already pending.",
+}
+
+
+def _short(execution: Execution) -> str:
+    return str(execution.pk)[:8]
+
+
+class InterruptForm(forms.Form):
+    """What the per-object Interrupt button posts: an optional reason, and
+    whether to force (cancel steps in flight)."""
+
+    reason = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.TextInput(attrs={"placeholder": "Reason (optional)", "size": 40}),
+    )
+    force = forms.BooleanField(required=False)
+
+
+@admin.register(Execution)
+class ExecutionAdmin(admin.ModelAdmin):
+    """Executions are started and advanced by the service and the runner; the
+    admin only watches them and asks the service to interrupt."""
+
+    list_display = (
+        "short_id",
+        "cmd",
+        "status_badge",
+        "profile",
+        "progress",
+        "started_by",
+        "started_at",
+        "finished_at",
+        "interrupted_by",
+    )
+    list_display_links = ("short_id",)
+    list_filter = ("status", "cmd", "created_from", "interrupt_source")
+    list_select_related = ("created_by",)
+    search_fields = ("cmd", "profile", "title")
+    date_hierarchy = "created_at"
+    actions = ["interrupt_selected"]
+    readonly_fields = (
+        *(field.name for field in Execution._meta.fields),
+        "status_badge",
+        "progress",
+        "steps_table",
+        "outcome_summary",
+        "live_page",
+    )
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "cmd",
+                    "title",
+                    "status_badge",
+                    "profile",
+                    "strategy",
+                    "params",
+                    "live_page",
+                )
+            },
+        ),
+        (
+            "Timeline",
+            {
+                "fields": (
+                    "created_at",
+                    "created_by",
+                    "created_from",
+                    "started_at",
+                    "finished_at",
+                    "resumed_from",
+                )
+            },
+        ),
+        ("Steps", {"fields": ("progress", "steps_table")}),
+        ("Outcome", {"fields": ("outcome_summary",)}),
+        (
+            "Interrupt",
+            {
+                "fields": (
+                    "interrupt_requested_at",
+                    "interrupt_requested_by",
+                    "interrupt_requested_by_name",
+                    "interrupt_source",
+                    "interrupt_force",
+                    "interrupt_reason",
+                )
+            },
+        ),
+        ("Runner", {"fields": ("runner", "heartbeat_at")}),
+    )
+
+    # -- permissions: the service decides; the engine owns every field ------
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        # The service's check, as at every other door (not "change implies
+        # view": nobody changes an execution here).
+        return services.can(request.user, "view")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Executions are started through the service (page, API, terminal),
+        # which validates the command and its params.
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        # A form save writes the whole row and would race the runner's
+        # compare-and-set transitions: a stale copy could undo a status.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        if obj is not None and obj.is_active:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def has_interrupt_permission(self, request: HttpRequest) -> bool:
+        return services.can(request.user, "interrupt")
+
+    # -- the changelist ------------------------------------------------------
+
+    @admin.display(description="ID", ordering="id")
+    def short_id(self, obj: Execution) -> str:
+        return _short(obj)
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: Execution) -> SafeString:
+        return format_html(
+            '<span class="execution-status execution-status-{}" style="'
+            "background: {}; color: #fff; padding: 1px 6px; border-radius: 8px;"
+            '">{}</span>',
+            obj.status,
+            STATUS_COLOURS.get(obj.status, "#6c757d"),
+            obj.get_status_display(),
+        )
+
+    @admin.display(description="Progress")
+    def progress(self, obj: Execution) -> str:
+        done = sum(1 for step in obj.steps if step.get("status") == "succeeded")
+        return f"{done}/{len(obj.steps)} steps"
+
+    @admin.display(description="Started by", ordering="created_from")
+    def started_by(self, obj: Execution) -> str:
+        source = obj.get_created_from_display()
+        if obj.created_by is None:
+            return source
+        return f"{obj.created_by.get_username()} ({source})"
+
+    @admin.display(description="Interrupted by", ordering="interrupt_requested_at")
+    def interrupted_by(self, obj: Execution) -> str | None:
+        if not obj.interrupt_requested:
+            return None
+        how = obj.get_interrupt_source_display()
+        if obj.interrupt_force:
+            how += ", forced"
+        if not obj.interrupt_requested_by_name:
+            return how
+        return f"{obj.interrupt_requested_by_name} ({how})"
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        """Besides cmd, profile and title, find an execution by its full UUID
+        (any spelling) or by the 8-digit short ID the list shows."""
+        results, may_have_duplicates = super().get_search_results(
+            request, queryset, search_term
+        )
+        term = search_term.strip().lower()
+        try:
+            by_id = queryset.filter(pk=uuid.UUID(term))
+        except ValueError:
+            if not SHORT_ID.fullmatch(term):
+                return results, may_have_duplicates
+            by_id = queryset.filter(id__startswith=term)
+        return results | by_id, may_have_duplicates
+
+    # -- the change page -----------------------------------------------------
+
+    @admin.display(description="Steps")
+    def steps_table(self, obj: Execution) -> SafeString | str:
+        if not obj.steps:
+            return "No steps."
+        rows = format_html_join(
+            "\n",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td>"
+            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    step["id"],
+                    step.get("title", ""),
+                    step.get("status", ""),
+                    _step_progress(step.get("progress") or {}),
+                    step.get("message") or "",
+                    step.get("started_at") or "",
+                    step.get("finished_at") or "",
+                    step.get("error") or "",
+                )
+                for step in obj.steps
+            ),
+        )
+        return format_html(
+            '<table class="execution-steps"><thead><tr><th>Step</th><th>Title</th>'
+            "<th>Status</th><th>Progress</th><th>Message</th><th>Started</th>"
+            "<th>Finished</th><th>Error</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    @admin.display(description="Outcome")
+    def outcome_summary(self, obj: Execution) -> SafeString | str:
+        outcome = obj.outcome
+        if not outcome:
+            return "None yet: the execution has not finished."
+        errors = outcome.get("errors") or {}
+        error_list = (
+            format_html(
+                "<ul>{}</ul>",
+                format_html_join(
+                    "", "<li><code>{}</code>: {}</li>", sorted(errors.items())
+                ),
+            )
+            if errors
+            else "none"
+        )
+        return format_html(
+            '<dl class="execution-outcome"><dt>Kind</dt><dd>{}</dd>'
+            "<dt>Processed</dt><dd>{}</dd><dt>Not processed</dt><dd>{}</dd>"
+            "<dt>Errors</dt><dd>{}</dd></dl>",
+            outcome.get("kind", ""),
+            ", ".join(outcome.get("steps_processed") or []) or "none",
+            ", ".join(outcome.get("steps_not_processed") or []) or "none",
+            error_list,
+        )
+
+    @admin.display(description="Live page")
+    def live_page(self, obj: Execution) -> SafeString:
+        url = obj.get_absolute_url()
+        return format_html('<a href="{}">{}</a>', url, url)
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict,
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Execution | None = None,
+    ) -> HttpResponse:
+        context.update(self._interrupt_context(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _interrupt_context(
+        self, request: HttpRequest, obj: Execution | None
+    ) -> dict[str, object]:
+        """What the change form needs to show the Interrupt (or Force
+        interrupt) button, or nothing when there is nothing the user may do."""
+        if obj is None or not obj.is_active:
+            return {}
+        if obj.interrupt_force or not services.can(request.user, "interrupt"):
+            return {}
+        return {
+            "interrupt_url": reverse(
+                f"{self.admin_site.name}:executions_execution_interrupt",
+                args=[quote(obj.pk)],
+            ),
+            "interrupt_form": InterruptForm(auto_id="interrupt_%s"),
+            "interrupt_pending": obj.interrupt_requested,
+        }
+
+    # -- the interrupt doors -------------------------------------------------
+
+    @admin.action(
+        description="Interrupt selected executions", permissions=["interrupt"]
+    )
+    def interrupt_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        interrupted = 0
+        already = []
+        not_running = []
+        for execution in queryset:
+            try:
+                result = services.request_interrupt(
+                    execution.pk, user=request.user, source=Source.ADMIN
+                ).result
+            except services.NotRunning as error:
+                not_running.append(f"{_short(execution)} ({error.status})")
+                continue
+            if result == "already":
+                already.append(_short(execution))
+            else:
+                interrupted += 1
+        if interrupted:
+            self.message_user(
+                request,
+                ngettext(
+                    "Interrupted %(count)d execution.",
+                    "Interrupted %(count)d executions.",
+                    interrupted,
+                )
+                % {"count": interrupted},
+                messages.SUCCESS,
+            )
+        if already:
+            self.message_user(
+                request, f"Already interrupting: {', '.join(already)}.", messages.INFO
+            )
+        if not_running:
+            self.message_user(
+                request, f"Not running: {', '.join(not_running)}.", messages.WARNING
+            )
+
+    def get_urls(self) -> list[URLPattern]:
+        # Before the defaults: their catch-all `<path:object_id>/` would take it.
+        return [
+            path(
+                "<path:object_id>/interrupt/",
+                self.admin_site.admin_view(self.interrupt_view),
+                name="executions_execution_interrupt",
+            ),
+            *super().get_urls(),
+        ]
+
+    @method_decorator(require_POST)
+    def interrupt_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The target of the change page's Interrupt and Force interrupt
+        buttons: ask the service, then go back to the change page."""
+        services.check(request.user, "interrupt")
+        change_url = reverse(
+            f"{self.admin_site.name}:executions_execution_change",
+            args=[quote(object_id)],
+        )
+        form = InterruptForm(request.POST)
+        if not form.is_valid():
+            problems = " ".join(
+                error for errors in form.errors.values() for error in errors
+            )
+            self.message_user(request, f"Not interrupted: {problems}", messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        try:
+            result = services.request_interrupt(
+                object_id,
+                user=request.user,
+                source=Source.ADMIN,
+                force=form.cleaned_data["force"],
+                reason=form.cleaned_data["reason"],
+            )
+        except services.UnknownExecution as error:
+            raise Http404(str(error)) from None
+        except services.NotRunning as error:
+            self.message_user(request, str(error), messages.WARNING)
+            return HttpResponseRedirect(change_url)
+        level = messages.WARNING if result.result == "already" else messages.SUCCESS
+        message = INTERRUPT_MESSAGES[result.result].format(_short(result.execution))
+        self.message_user(request, message, level)
+        return HttpResponseRedirect(change_url)
+
+
+def _step_progress(progress: dict) -> str:
+    done = progress.get("done", 0)
+    unit = progress.get("unit", "steps")
+    total = progress.get("total")
+    if total is None:
+        return f"{done} {unit}"
+    return f"{done}/{total} {unit}"
