@@ -284,6 +284,22 @@ class Execution(models.Model):
             finished_at=timezone.now(),
         )
 
+    def reap(self) -> str | None:
+        """End a run whose runner stopped heartbeating, so nothing stays stuck:
+        `interrupting` → `interrupted` (the stop that was asked for happened,
+        if not cleanly), `running` → `lost`. Returns the new status, or None
+        if another writer moved the row on first."""
+        steps = _all_skipped(self.steps, lost=True)
+        if self._transition(
+            [Status.INTERRUPTING],
+            status=Status.INTERRUPTED,
+            steps=steps,
+            outcome=_stopped_outcome(steps),
+            finished_at=timezone.now(),
+        ):
+            return Status.INTERRUPTED
+        return Status.LOST if self.mark_lost() else None
+
     def mark_lost(self) -> bool:
         """running / interrupting → lost: its runner stopped heartbeating."""
         steps = _all_skipped(self.steps, lost=True)

@@ -47,13 +47,15 @@ def _request_shutdown(execution_id, force: bool) -> None:
 
 @database_sync_to_async
 def _reap(timeout: float) -> list[dict]:
-    """Mark running executions whose runner stopped heartbeating `lost`."""
+    """End executions whose runner stopped heartbeating (see `reap()`)."""
     close_old_connections()
-    reaped = []
-    for execution in Execution.objects.stale(timeout):
-        if execution.mark_lost():
-            reaped.append(execution.snapshot())
-    return reaped
+    return [
+        execution.snapshot()
+        for execution in Execution.objects.stale(timeout).select_related(
+            "created_by", "interrupt_requested_by"
+        )
+        if execution.reap()
+    ]
 
 
 class RunnerPool:

@@ -63,9 +63,9 @@ class RunObserver:
 
 @database_sync_to_async
 def _load(execution_id) -> Execution:
-    return Execution.objects.select_related("created_by", "interrupt_requested_by").get(
-        pk=execution_id
-    )
+    return Execution.objects.select_related(
+        "created_by", "interrupt_requested_by", "resumed_from"
+    ).get(pk=execution_id)
 
 
 @database_sync_to_async
@@ -101,6 +101,18 @@ def _save_steps(execution: Execution, steps: list[dict]) -> None:
 @database_sync_to_async
 def _finish(execution: Execution, status: str, outcome: dict, steps) -> bool:
     return execution.finish(status, outcome=outcome, steps=steps)
+
+
+def done_before(execution: Execution) -> list[str]:
+    """For a resumed execution, the steps that succeeded in the run it
+    resumes: they are not run again."""
+    if execution.resumed_from is None:
+        return []
+    return [
+        step["id"]
+        for step in execution.resumed_from.steps
+        if step["status"] == "succeeded"
+    ]
 
 
 class Runner:
@@ -166,6 +178,7 @@ class Runner:
                     strategy=strategy,
                     on_step=self._on_step,
                     progress_interval=config("PROGRESS_INTERVAL"),
+                    skip=done_before(execution),
                 ).run()
         finally:
             for helper in helpers:

@@ -19,10 +19,11 @@ from django.db import IntegrityError, transaction
 from . import broadcast, groups
 from .engine import InterruptStrategy, ParamsError, UnknownCmd, registry
 from .engine.progress import StepState
-from .models import Execution, Source
+from .models import Execution, Source, Status
 
 __all__ = [
     "InterruptResult",
+    "NotResumable",
     "NotRunning",
     "ParamsError",
     "PermissionDenied",
@@ -32,9 +33,11 @@ __all__ = [
     "get_execution",
     "list_executions",
     "request_interrupt",
+    "resume_execution",
     "start_execution",
 ]
 
+RESUMABLE = (Status.INTERRUPTED, Status.FAILED, Status.LOST)
 PERMISSIONS = {
     "view": "executions.view_execution",
     "add": "executions.add_execution",
@@ -58,6 +61,18 @@ class NotRunning(Exception):
         self.status = execution.status
         super().__init__(
             f"Execution {execution.id} is not running: it is {execution.status}."
+        )
+
+
+class NotResumable(Exception):
+    """Only an interrupted, failed or lost execution can be resumed."""
+
+    def __init__(self, execution: Execution) -> None:
+        self.execution = execution
+        self.status = execution.status
+        super().__init__(
+            f"Execution {execution.id} cannot be resumed: it is {execution.status}; "
+            "only interrupted, failed or lost executions can."
         )
 
 
@@ -178,6 +193,28 @@ def start_execution(
 
         transaction.on_commit(lambda: dispatch_to_runner(execution.id))
     return StartResult(execution, created=True)
+
+
+def resume_execution(
+    execution_id: Any, *, user=None, source: str, dispatch: bool = True
+) -> StartResult:
+    """Start the same command and params again, linked to the old execution;
+    the steps that succeeded there are not run again (Peace's stepwise
+    resumability)."""
+    check(user, "add")
+    original = get_execution(execution_id, user=user)
+    if original.status not in RESUMABLE:
+        raise NotResumable(original)
+    return start_execution(
+        original.cmd,
+        original.params,
+        profile=original.profile,
+        strategy=original.strategy,
+        user=user,
+        source=source,
+        resumed_from=original,
+        dispatch=dispatch,
+    )
 
 
 def request_interrupt(

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import asyncio
 import signal
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from executions import services
+from executions.engine import InterruptSignal
 from executions.management.commands.execute import FORCED, GRACEFUL
 from executions.models import Execution, Status
+from executions.runner import Runner
 from tests.processes import Process
 
 
@@ -173,3 +176,65 @@ def test_execute_busy_profile_exits_3_with_the_active_id(capsys):
     )
     assert capsys.readouterr().out.splitlines()[0] == str(active.id)
     assert Execution.objects.count() == 1
+
+
+@pytest.fixture
+def interrupted_after_step_1(transactional_db):
+    """An execution of three steps interrupted after its first step."""
+    execution = services.start_execution(
+        "demo.steps",
+        {"count": 3, "seconds": 0},
+        strategy="poll-next-n:1",
+        source="cli",
+        dispatch=False,
+    ).execution
+    signal = InterruptSignal()
+    signal.request()  # poll-next-n:1 lets exactly one step through
+    return asyncio.run(Runner(execution.id, signal=signal).run())
+
+
+def test_execute_resume_skips_steps_that_succeeded(interrupted_after_step_1, capsys):
+    original = interrupted_after_step_1
+
+    call_command("execute", "--resume", str(original.id))
+
+    resumed = Execution.objects.exclude(pk=original.pk).get()
+    assert capsys.readouterr().out.splitlines()[0] == str(resumed.id)
+    assert resumed.resumed_from_id == original.id
+    assert resumed.status == Status.SUCCEEDED
+    assert resumed.params == original.params
+    assert resumed.steps[0]["status"] == "succeeded"
+    assert resumed.steps[0]["started_at"] is None  # not run again
+    assert resumed.steps[1]["started_at"] is not None
+
+
+def test_execute_resume_of_a_succeeded_execution_exits_2(interrupted_after_step_1):
+    call_command("execute", "--resume", str(interrupted_after_step_1.id))
+    resumed = Execution.objects.exclude(pk=interrupted_after_step_1.pk).get()
+
+    with pytest.raises(CommandError) as raised:
+        call_command("execute", "--resume", str(resumed.id))
+
+    assert raised.value.returncode == 2
+    assert str(raised.value) == (
+        f"Execution {resumed.id} cannot be resumed: it is succeeded; "
+        "only interrupted, failed or lost executions can."
+    )
+    assert Execution.objects.count() == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--resume", "nope"], "No execution with ID 'nope'."),
+        (["demo.steps", "--resume", "x"], "--resume takes the command, params, "),
+        ([], "Name a command, or --resume ID."),
+    ],
+)
+def test_execute_resume_usage_errors_exit_2(args, message):
+    with pytest.raises(CommandError) as raised:
+        call_command("execute", *args)
+
+    assert raised.value.returncode == 2
+    assert str(raised.value).startswith(message)

@@ -51,7 +51,15 @@ class Command(BaseCommand):
     help = "Run a command (a graph of steps) here, with live progress."
 
     def add_arguments(self, parser):
-        parser.add_argument("cmd", help="the command's name, such as demo.steps")
+        parser.add_argument(
+            "cmd", nargs="?", help="the command's name, such as demo.steps"
+        )
+        parser.add_argument(
+            "--resume",
+            metavar="ID",
+            help="run an interrupted or failed execution again, skipping the "
+            "steps that succeeded",
+        )
         parser.add_argument(
             "--param",
             action="append",
@@ -71,28 +79,14 @@ class Command(BaseCommand):
             help="no bars: print the ID, then the final snapshot as JSON",
         )
 
-    def handle(self, *args, cmd, param, profile, strategy, as_json, **options):
-        params = parse_params(param)
-        try:
-            started = services.start_execution(
-                cmd,
-                params,
-                profile=profile,
-                strategy=strategy,
-                source=Source.CLI,
-                dispatch=False,
-            )
-        except services.UnknownCmd as error:
-            raise CommandError(str(error), returncode=USAGE) from None
-        except services.ParamsError as error:
-            lines = "\n".join(f"  {k}: {v}" for k, v in error.errors.items())
-            raise CommandError(f"Invalid params:\n{lines}", returncode=USAGE) from None
+    def handle(self, *args, cmd, param, profile, strategy, as_json, resume, **opts):
+        started = self.start(cmd, param, profile, strategy, resume)
         execution = started.execution
         self.stdout.write(str(execution.id))
         if not started.created:
             raise CommandError(
-                f"Profile {profile!r} is busy: execution {execution.id} is "
-                f"{execution.status}.",
+                f"Profile {execution.profile!r} is busy: execution {execution.id} "
+                f"is {execution.status}.",
                 returncode=BUSY,
             )
         bars = None if as_json else TerminalBars(self.stdout._out)
@@ -100,6 +94,38 @@ class Command(BaseCommand):
             bars.say(f"{execution.title} ({execution.cmd})", "bold")
         execution = asyncio.run(self.run(execution, bars))
         self.finish(execution, bars, as_json=as_json)
+
+    def start(self, cmd, param, profile, strategy, resume) -> services.StartResult:
+        if resume and (cmd or param or profile or strategy):
+            raise CommandError(
+                "--resume takes the command, params, profile and strategy of "
+                "the execution it resumes: give none of them.",
+                returncode=USAGE,
+            )
+        if not resume and not cmd:
+            raise CommandError("Name a command, or --resume ID.", returncode=USAGE)
+        try:
+            if resume:
+                return services.resume_execution(
+                    resume, source=Source.CLI, dispatch=False
+                )
+            return services.start_execution(
+                cmd,
+                parse_params(param),
+                profile=profile,
+                strategy=strategy,
+                source=Source.CLI,
+                dispatch=False,
+            )
+        except (
+            services.UnknownCmd,
+            services.UnknownExecution,
+            services.NotResumable,
+        ) as error:
+            raise CommandError(str(error), returncode=USAGE) from None
+        except services.ParamsError as error:
+            lines = "\n".join(f"  {k}: {v}" for k, v in error.errors.items())
+            raise CommandError(f"Invalid params:\n{lines}", returncode=USAGE) from None
 
     async def run(self, execution: Execution, bars: TerminalBars | None) -> Execution:
         interrupt = InterruptSignal()
