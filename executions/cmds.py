@@ -10,6 +10,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
 from .engine import Cmd, Param, ParamsError, Step, StepContext, register
 
 # -- demo.steps ------------------------------------------------------------------
@@ -221,6 +223,18 @@ def _copy_one(ctx: StepContext, source: Path, target: Path) -> None:
         raise
 
 
+def _refuse_escape(dest: Path, target: Path) -> None:
+    """A directory under dest that is a symlink must not carry a write
+    outside dest (out of the allowed roots, for a web user)."""
+    root = dest.resolve()
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    resolved = parent.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise RuntimeError(f"{target} leads outside {dest} through a symlink")
+
+
 def _copy(ctx: StepContext) -> None:
     src, dest = Path(ctx.params["src"]), Path(ctx.params["dest"])
     files = ctx.resources["files"]
@@ -234,6 +248,7 @@ def _copy(ctx: StepContext) -> None:
             ctx.progress.advance(size)
             continue
         ctx.progress.message = str(relative)
+        _refuse_escape(dest, target)
         _copy_one(ctx, source, target)
     ctx.progress.message = f"{len(files) - skipped} copied, {skipped} already there"
 
@@ -258,6 +273,23 @@ def _check_sync(params: dict[str, Any]) -> None:
     resolved_src, resolved_dest = src.resolve(), dest.resolve()
     if resolved_dest == resolved_src or resolved_src in resolved_dest.parents:
         raise ParamsError({"dest": "must not be inside src"})
+
+
+def _within_roots(params: dict[str, Any]) -> None:
+    """From the web, the API or the admin, src and dest must lie inside
+    EXECUTIONS_FILES_ROOTS once every symlink and `..` is resolved."""
+    roots = [Path(root).resolve() for root in settings.EXECUTIONS["FILES_ROOTS"]]
+    if not roots:
+        raise ParamsError(
+            {"src": "files.sync is not allowed here: no EXECUTIONS_FILES_ROOTS"}
+        )
+    errors = {}
+    for name in ("src", "dest"):
+        path = Path(params[name]).resolve()
+        if not any(path == root or root in path.parents for root in roots):
+            errors[name] = "must be inside one of the allowed roots"
+    if errors:
+        raise ParamsError(errors)
 
 
 files_sync = register(
@@ -285,5 +317,6 @@ files_sync = register(
             Step("verify", _verify, "Verify the copy", after=("copy",)),
         ],
         validate=_check_sync,
+        restrict=_within_roots,
     )
 )

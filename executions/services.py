@@ -151,6 +151,8 @@ def start_execution(
     check(user, "add")
     command = registry.get(cmd)
     cleaned = command.clean_params(params)
+    if source != Source.CLI and command.restrict is not None:
+        command.restrict(cleaned)
     try:
         strategy_text = str(InterruptStrategy.parse(strategy))
     except ValueError as error:

@@ -64,6 +64,9 @@ class Cmd:
     description: str = ""
     # Checks on the cleaned params as a whole; raise ParamsError to refuse.
     validate: Callable[[dict[str, Any]], None] | None = field(default=None)
+    # Further checks when started from a shared door (web, API, admin) rather
+    # than a terminal, whose user already has the shell; ParamsError refuses.
+    restrict: Callable[[dict[str, Any]], None] | None = field(default=None)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", tuple(self.params))
