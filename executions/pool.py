@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 
@@ -77,7 +78,11 @@ class RunnerPool:
         if self.draining:
             return None
         runner = Runner(execution_id, runner_id=self.runner_id, claimed=claimed)
-        task = asyncio.get_running_loop().create_task(runner.run())
+        # A fresh context: a sync view's (dispatch after its commit) carries
+        # asgiref's per-request executor, which is gone once the request ends.
+        task = asyncio.get_running_loop().create_task(
+            runner.run(), context=contextvars.Context()
+        )
         key = str(execution_id)
         self.runs[key] = (task, runner)
         task.add_done_callback(lambda done: self._finished(key, done))
@@ -157,13 +162,14 @@ _loop: asyncio.AbstractEventLoop | None = None
 _fallback_lock = threading.Lock()
 
 
-def bind(loop: asyncio.AbstractEventLoop) -> RunnerPool:
+def bind(loop: asyncio.AbstractEventLoop, *, keep_house: bool = True) -> RunnerPool:
     """Make `loop` the one in-process executions run on (the ASGI server's),
-    and start keeping house on it. Called on the loop."""
+    and keep house on it. Called on the loop."""
     global _pool, _loop
     _loop = loop
     _pool = RunnerPool()
-    loop.create_task(_pool.keep_house())
+    if keep_house:
+        loop.create_task(_pool.keep_house())
     return _pool
 
 
@@ -185,7 +191,8 @@ def _pool_loop() -> asyncio.AbstractEventLoop:
 
 
 async def _bind_async(loop: asyncio.AbstractEventLoop) -> None:
-    bind(loop)
+    # Housekeeping belongs to servers and workers, not to a shell's runs.
+    bind(loop, keep_house=False)
 
 
 def dispatch(execution_id) -> None:

@@ -7,6 +7,7 @@ in-memory channel layer. See DESIGN.md for every variable.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -101,8 +102,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["TEST"] = {
-        # Real daphne and CLI subprocesses in tests need a file, not :memory:.
-        "NAME": str(BASE_DIR / "test_db.sqlite3"),
+        # Real daphne and CLI subprocesses in tests need a file, not :memory:;
+        # one per test process, so two test runs never share it.
+        "NAME": str(Path(tempfile.gettempdir()) / f"peace_site_test_{os.getpid()}.db"),
     }
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -139,6 +141,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LOGIN_URL = "/admin/login/"
 LOGIN_REDIRECT_URL = "/executions/"
+# JSON for the API's CSRF failures, Django's page for everything else.
+CSRF_FAILURE_VIEW = "executions.api.csrf_failure"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

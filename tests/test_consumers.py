@@ -1,0 +1,384 @@
+"""The websocket consumers (executions/consumers.py), driven through the real
+ASGI application: origin check, session auth, routing, channel layer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import Permission
+from django.test import Client
+
+from executions import services
+from executions.models import Execution, Source, Status
+from executions.runner import Runner
+from peace_site.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TIMEOUT = 10  # seconds: only to turn a hang into a failure
+QUICK = {"count": 2, "seconds": 0.02, "ticks": 2}
+SLOW = {"count": 3, "seconds": 30, "ticks": 300}
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user("view", "interrupt")
+
+
+def start(params: dict = QUICK, *, running: bool = False) -> Execution:
+    """An execution the test runs itself (or only pretends is running)."""
+    execution = services.start_execution(
+        "demo.steps", params, source=Source.CLI, dispatch=False
+    ).execution
+    if running:
+        execution.claim("test-runner")
+    return execution
+
+
+def session_cookie(user) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+@database_sync_to_async
+def db_snapshot(execution_id) -> dict:
+    return Execution.objects.get(pk=execution_id).snapshot()
+
+
+@pytest.fixture
+async def connect():
+    """Open a websocket as `user` (anonymous if None); every one opened is
+    disconnected at the end."""
+    opened = []
+
+    async def open_socket(path, user=None, origin=b"http://testserver"):
+        headers = [(b"origin", origin)]
+        if user is not None:
+            cookie = await database_sync_to_async(session_cookie)(user)
+            headers.append((b"cookie", cookie))
+        communicator = WebsocketCommunicator(application, path, headers=headers)
+        opened.append(communicator)
+        connected, _ = await communicator.connect(timeout=TIMEOUT)
+        return communicator, connected
+
+    yield open_socket
+    for communicator in opened:
+        await communicator.disconnect()
+
+
+async def receive(communicator) -> dict:
+    return await communicator.receive_json_from(timeout=TIMEOUT)
+
+
+async def receive_until(communicator, kind: str) -> list[dict]:
+    """Every message up to and including the first of type `kind`."""
+    messages = [await receive(communicator)]
+    while messages[-1]["type"] != kind:
+        messages.append(await receive(communicator))
+    return messages
+
+
+async def assert_still_open(communicator) -> None:
+    await communicator.send_json_to({"type": "ping"})
+    assert await receive(communicator) == {"type": "pong"}
+
+
+# -- /ws/executions/<id>/ ------------------------------------------------------------
+
+
+async def test_execution_socket_sends_the_snapshot_first(connect, user):
+    execution = await database_sync_to_async(start)()
+
+    communicator, connected = await connect(f"/ws/executions/{execution.id}/", user)
+
+    assert connected
+    assert await receive(communicator) == {
+        "type": "snapshot",
+        "execution": await db_snapshot(execution.id),
+    }
+
+
+async def test_execution_socket_streams_a_run_in_order(connect, user):
+    execution = await database_sync_to_async(start)()
+    communicator, _ = await connect(f"/ws/executions/{execution.id}/", user)
+    await receive(communicator)
+
+    await asyncio.wait_for(Runner(execution.id).run(), TIMEOUT)
+    messages = await receive_until(communicator, "finished")
+
+    assert messages[0]["type"] == "status"
+    assert messages[0]["execution"]["status"] == "running"
+    steps = messages[1:-1]
+    assert {message["type"] for message in steps} == {"step"}
+    assert {message["execution_id"] for message in steps} == {str(execution.id)}
+    order = [message["step"]["id"] for message in steps]
+    assert order == sorted(order)
+    last = {message["step"]["id"]: message["step"] for message in steps}
+    assert [step["status"] for step in last.values()] == ["succeeded", "succeeded"]
+    assert messages[-1]["execution"] == await db_snapshot(execution.id)
+    assert messages[-1]["execution"]["status"] == "succeeded"
+    assert await communicator.receive_nothing()
+
+
+async def test_execution_socket_interrupt_stops_the_run(connect, user):
+    execution = await database_sync_to_async(start)(SLOW)
+    communicator, _ = await connect(f"/ws/executions/{execution.id}/", user)
+    await receive(communicator)
+    run = asyncio.create_task(Runner(execution.id).run())
+    await receive_until(communicator, "step")
+
+    await communicator.send_json_to({"type": "interrupt", "reason": "enough"})
+    reply = await receive_until(communicator, "interrupt")
+    await asyncio.wait_for(run, TIMEOUT)
+    finished = (await receive_until(communicator, "finished"))[-1]
+
+    assert reply[-1]["result"] == "requested"
+    assert reply[-1]["execution"]["status"] == "interrupting"
+    assert finished["execution"] == await db_snapshot(execution.id)
+    assert finished["execution"]["status"] == "interrupted"
+    assert finished["execution"]["interrupt"]["source"] == "websocket"
+    assert finished["execution"]["interrupt"]["by"] == user.username
+    assert finished["execution"]["interrupt"]["reason"] == "enough"
+    assert finished["execution"]["outcome"]["steps_processed"] == []
+
+
+async def test_execution_socket_interrupt_of_a_queued_one_is_interrupted(connect, user):
+    execution = await database_sync_to_async(start)()
+    communicator, _ = await connect(f"/ws/executions/{execution.id}/", user)
+    await receive(communicator)
+
+    await communicator.send_json_to({"type": "interrupt", "force": True})
+    reply = await receive_until(communicator, "interrupt")
+
+    assert reply[-1]["result"] == "interrupted"
+    assert reply[-1]["execution"] == await db_snapshot(execution.id)
+    assert reply[-1]["execution"]["status"] == "interrupted"
+
+
+async def test_execution_socket_interrupt_of_a_finished_one_is_not_running(
+    connect, user
+):
+    execution = await database_sync_to_async(start)()
+    communicator, _ = await connect(f"/ws/executions/{execution.id}/", user)
+    await receive(communicator)
+    await Runner(execution.id).run()
+    await receive_until(communicator, "finished")
+
+    await communicator.send_json_to({"type": "interrupt"})
+
+    assert await receive(communicator) == {
+        "type": "error",
+        "code": "not_running",
+        "message": f"Execution {execution.id} is not running: it is succeeded.",
+        "status": "succeeded",
+    }
+    await assert_still_open(communicator)
+
+
+@pytest.mark.parametrize("execution_id", [str(uuid.uuid4()), "not-a-uuid", "%20"])
+async def test_execution_socket_unknown_id_closes_4404(connect, user, execution_id):
+    communicator, connected = await connect(f"/ws/executions/{execution_id}/", user)
+
+    assert connected
+    assert await communicator.receive_output(TIMEOUT) == {
+        "type": "websocket.close",
+        "code": 4404,
+    }
+
+
+@pytest.mark.parametrize("actions", [None, (), ("add", "interrupt")])
+async def test_execution_socket_without_view_permission_closes_4403(
+    connect, make_user, actions
+):
+    execution = await database_sync_to_async(start)()
+    user = (
+        None if actions is None else await database_sync_to_async(make_user)(*actions)
+    )
+
+    communicator, connected = await connect(f"/ws/executions/{execution.id}/", user)
+
+    assert connected
+    assert await communicator.receive_output(TIMEOUT) == {
+        "type": "websocket.close",
+        "code": 4403,
+    }
+
+
+async def test_execution_socket_refuses_a_foreign_origin(connect, user):
+    execution = await database_sync_to_async(start)()
+
+    _, connected = await connect(
+        f"/ws/executions/{execution.id}/", user, origin=b"http://evil.example"
+    )
+
+    assert not connected
+
+
+FORBIDDEN = {
+    "type": "error",
+    "code": "forbidden",
+    "message": "You do not have permission to interrupt executions.",
+}
+
+
+async def test_execution_socket_interrupt_without_permission_is_forbidden(
+    connect, make_user
+):
+    execution = await database_sync_to_async(start)(running=True)
+    viewer = await database_sync_to_async(make_user)("view")
+    communicator, _ = await connect(f"/ws/executions/{execution.id}/", viewer)
+    before = await receive(communicator)
+
+    await communicator.send_json_to({"type": "interrupt"})
+
+    assert await receive(communicator) == FORBIDDEN
+    await assert_still_open(communicator)
+    assert await db_snapshot(execution.id) == before["execution"]
+
+
+async def test_execution_socket_honours_a_permission_revoked_after_connect(
+    connect, user
+):
+    execution = await database_sync_to_async(start)(running=True)
+    communicator, _ = await connect(f"/ws/executions/{execution.id}/", user)
+    before = await receive(communicator)
+    await database_sync_to_async(user.user_permissions.remove)(
+        await Permission.objects.aget(codename="interrupt_execution")
+    )
+
+    await communicator.send_json_to({"type": "interrupt", "force": True})
+
+    assert await receive(communicator) == FORBIDDEN
+    assert await db_snapshot(execution.id) == before["execution"]
+    assert before["execution"]["status"] == Status.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "message"),
+    [
+        ({"text_data": "{"}, "bad_json", "The message is not valid JSON."),
+        ({"text_data": "[" * 100_000}, "bad_json", "The message is not valid JSON."),
+        ({"bytes_data": b"{}"}, "bad_json", "Send JSON in text frames."),
+        (
+            {"text_data": "[1]"},
+            "bad_message",
+            'A message is a JSON object with a string "type".',
+        ),
+        (
+            {"text_data": '{"type": 5}'},
+            "bad_message",
+            'A message is a JSON object with a string "type".',
+        ),
+        (
+            {"text_data": '{"type": "dance"}'},
+            "unknown_type",
+            "Unknown message type; expected one of: interrupt, ping, resync.",
+        ),
+        (
+            {"text_data": '{"type": "interrupt", "force": "yes"}'},
+            "bad_message",
+            "force must be true or false.",
+        ),
+        (
+            {"text_data": '{"type": "interrupt", "reason": 1}'},
+            "bad_message",
+            "reason must be a string.",
+        ),
+        (
+            {"text_data": '{"type": "interrupt", "now": true}'},
+            "bad_message",
+            "Unexpected field; this message may have only: type, force, reason.",
+        ),
+    ],
+)
+async def test_execution_socket_bad_message_is_an_error_and_stays_open(
+    connect, user, frame, code, message
+):
+    execution = await database_sync_to_async(start)(running=True)
+    communicator, _ = await connect(f"/ws/executions/{execution.id}/", user)
+    before = await receive(communicator)
+
+    await communicator.send_to(**frame)
+
+    assert await receive(communicator) == {
+        "type": "error",
+        "code": code,
+        "message": message,
+    }
+    await assert_still_open(communicator)
+    assert await db_snapshot(execution.id) == before["execution"]
+
+
+async def test_execution_socket_resync_sends_a_fresh_snapshot(connect, user):
+    execution = await database_sync_to_async(start)()
+    communicator, _ = await connect(f"/ws/executions/{execution.id}/", user)
+    await receive(communicator)
+    await database_sync_to_async(execution.claim)("test-runner")
+
+    await communicator.send_json_to({"type": "resync"})
+
+    snapshot = await receive(communicator)
+    assert snapshot == {
+        "type": "snapshot",
+        "execution": await db_snapshot(execution.id),
+    }
+    assert snapshot["execution"]["status"] == "running"
+
+
+# -- /ws/executions/ -----------------------------------------------------------------
+
+
+async def test_list_socket_sends_the_latest_50_then_created(connect, user):
+    executions = [await database_sync_to_async(start)() for _ in range(51)]
+    communicator, connected = await connect("/ws/executions/", user)
+
+    snapshot = await receive(communicator)
+    created = await database_sync_to_async(start)()
+    event = await receive(communicator)
+
+    assert connected
+    assert snapshot["type"] == "snapshot"
+    assert [row["id"] for row in snapshot["executions"]] == [
+        str(execution.id) for execution in reversed(executions[1:])
+    ]
+    assert event == {"type": "created", "execution": await db_snapshot(created.id)}
+
+
+async def test_list_socket_hears_status_changes_and_answers_ping(connect, user):
+    execution = await database_sync_to_async(start)()
+    communicator, _ = await connect("/ws/executions/", user)
+    await receive(communicator)
+
+    await Runner(execution.id).run()
+    messages = await receive_until(communicator, "finished")
+
+    assert [message["type"] for message in messages] == ["status", "finished"]
+    assert messages[-1]["execution"] == await db_snapshot(execution.id)
+    await assert_still_open(communicator)
+
+
+@pytest.mark.parametrize("actions", [None, ("add", "interrupt")])
+async def test_list_socket_without_view_permission_closes_4403(
+    connect, make_user, actions
+):
+    user = (
+        None if actions is None else await database_sync_to_async(make_user)(*actions)
+    )
+
+    communicator, connected = await connect("/ws/executions/", user)
+
+    assert connected
+    assert await communicator.receive_output(TIMEOUT) == {
+        "type": "websocket.close",
+        "code": 4403,
+    }
