@@ -229,6 +229,9 @@ def _refuse_escape(dest: Path, target: Path) -> None:
     root = dest.resolve()
     parent = target.parent
     while not parent.exists():
+        if parent == dest:
+            # dest does not exist yet: the copy creates real directories.
+            return
         parent = parent.parent
     resolved = parent.resolve()
     if resolved != root and root not in resolved.parents:

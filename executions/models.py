@@ -275,7 +275,7 @@ class Execution(models.Model):
     def finish(self, status: str, *, outcome: dict, steps: list[dict]) -> bool:
         """running / interrupting → a terminal state, with the outcome."""
         if status not in TERMINAL:
-            raise ValueError(f"{status!r} is not a terminal status")
+            raise ValueError(f"{str(status)!r} is not a terminal status")
         return self._transition(
             RUNNING,
             status=status,

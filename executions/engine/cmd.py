@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .params import Param, clean_params
+from .progress import check_unit
 
 StepFunc = Callable[..., Any]
 
@@ -41,6 +42,8 @@ class Step:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "after", tuple(self.after))
+        # Refused here, where the command is defined, not mid-run.
+        check_unit(self.unit)
         if not self.title:
             object.__setattr__(self, "title", self.id)
 

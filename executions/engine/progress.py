@@ -30,14 +30,19 @@ ACTIVE_STEP_STATUSES = frozenset({StepStatus.RUNNING, StepStatus.STALLED})
 UNITS = ("steps", "bytes")
 
 
+def check_unit(unit: str) -> None:
+    """Refuse a progress unit the outputs cannot show."""
+    if unit not in UNITS:
+        raise ValueError(f"Unknown progress unit {unit!r}: use {' or '.join(UNITS)}.")
+
+
 class ProgressTracker:
     """What a step reports about itself: done of total, in a unit, a message."""
 
     __slots__ = ("done", "total", "unit", "message")
 
     def __init__(self, total: int | None = None, unit: str = "steps") -> None:
-        if unit not in UNITS:
-            raise ValueError(f"Unknown progress unit {unit!r}: use one of {UNITS}.")
+        check_unit(unit)
         self.done = 0
         self.total = total
         self.unit = unit

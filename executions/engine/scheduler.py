@@ -80,6 +80,8 @@ class Scheduler:
         self._trackers: dict[str, ProgressTracker] = {}
         self._emitted: dict[str, tuple] = {}
         self._granted: set[str] = set()
+        # Dispatches still allowed once the signal is seen (poll-next-n).
+        self._grace = self.strategy.grace
         self.resources: dict[str, Any] = {}
 
     # -- interrupt semantics -------------------------------------------------
@@ -89,7 +91,10 @@ class Scheduler:
             return True
         if not self.signal.requested or self.strategy.kind == "ignore":
             return False
-        return step_id not in self._granted
+        # Under poll-next-n a step in flight when the signal arrives keeps
+        # going while the budget lasts: stopping it would keep its dependents
+        # from ever being dispatched within the budget.
+        return self._grace == 0 and step_id not in self._granted
 
     # -- outputs ---------------------------------------------------------------
 
@@ -189,7 +194,6 @@ class Scheduler:
                 dependents[dependency].append(step_id)
         ready: deque[str] = deque()
         running: dict[asyncio.Future, str] = {}
-        grace = self.strategy.grace
         stopping = failed = False
 
         def complete(step_id: str) -> None:
@@ -207,13 +211,15 @@ class Scheduler:
                     else:
                         ready.append(dependent)
 
-        for step_id, deps in waiting.items():
-            if not deps:
-                if step_id in self._skip:
-                    self._finish(step_id, StepStatus.SUCCEEDED)
-                    complete(step_id)
-                else:
-                    ready.append(step_id)
+        # The roots are taken first: completing a skipped root empties its
+        # dependents' `waiting`, and they must not be taken for roots too.
+        roots = [step_id for step_id, deps in waiting.items() if not deps]
+        for step_id in roots:
+            if step_id in self._skip:
+                self._finish(step_id, StepStatus.SUCCEEDED)
+                complete(step_id)
+            else:
+                ready.append(step_id)
 
         while True:
             # Dispatch: one checkpoint before each step.
@@ -222,10 +228,10 @@ class Scheduler:
                     stopping = True
                     break
                 if self.signal.requested and self.strategy.kind != "ignore":
-                    if grace == 0:
+                    if self._grace == 0:
                         stopping = True
                         break
-                    grace -= 1
+                    self._grace -= 1
                     self._granted.add(ready[0])
                 step_id = ready.popleft()
                 running[self._start(step_id)] = step_id

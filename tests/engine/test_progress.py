@@ -1,0 +1,163 @@
+"""Progress: the tracker a step reports to, coalescing into a bounded number
+of step events, stall detection, and the step state's JSON shape."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from executions.engine import ProgressTracker, Step, StepState, StepStatus
+
+from .steps import HANG, Events, run
+
+MILLION = 1_000_000
+
+
+def test_progress_tracker_counts_and_samples():
+    tracker = ProgressTracker(total=10, unit="bytes")
+
+    tracker.advance()
+    tracker.advance(4)
+    tracker.message = "halfway"
+
+    assert tracker.sample() == (5, 10, "bytes", "halfway")
+
+
+def test_progress_tracker_set_moves_done_and_keeps_total_unless_given():
+    tracker = ProgressTracker(total=10)
+
+    tracker.set(3)
+    kept = tracker.total
+    tracker.set(4, total=20)
+
+    assert (kept, tracker.done, tracker.total) == (10, 4, 20)
+
+
+def test_progress_tracker_refuses_an_unknown_unit():
+    with pytest.raises(ValueError) as error:
+        ProgressTracker(unit="percent")
+
+    assert str(error.value) == "Unknown progress unit 'percent': use steps or bytes."
+
+
+@pytest.mark.parametrize("interval", [0.01, 0.05])
+async def test_progress_a_million_advances_are_coalesced(interval):
+    def count(ctx):
+        for _ in range(MILLION):
+            ctx.progress.advance()
+
+    events = Events()
+    began = time.monotonic()
+
+    await run(
+        [Step("a", count, total=MILLION)], on_step=events, progress_interval=interval
+    )
+    elapsed = time.monotonic() - began
+
+    # One event when it starts, at most one per sampling interval, one at the end.
+    assert len(events.of("a")) <= elapsed / interval + 3
+    done = [state.done for state in events.of("a")]
+    assert done == sorted(done)
+    assert (events.final("a").status, done[-1]) == (StepStatus.SUCCEEDED, MILLION)
+
+
+async def test_progress_the_final_value_goes_out_between_samples():
+    async def burst(ctx):
+        for _ in range(MILLION):
+            ctx.progress.advance()
+        ctx.progress.message = "all counted"
+
+    events = Events()
+
+    await run([Step("a", burst)], on_step=events, progress_interval=HANG)
+
+    assert [(s.status, s.done) for s in events.of("a")] == [
+        (StepStatus.RUNNING, 0),
+        (StepStatus.SUCCEEDED, MILLION),
+    ]
+    assert events.final("a").message == "all counted"
+
+
+async def test_progress_unchanged_steps_emit_nothing_new():
+    async def idle(ctx):
+        ctx.progress.advance()
+        await asyncio.sleep(0.05)
+
+    events = Events()
+
+    await run([Step("a", idle)], on_step=events, progress_interval=0.005)
+
+    # Started at 0, sampled once at 1, then quiet until it succeeded.
+    assert [(s.status, s.done) for s in events.of("a")] == [
+        (StepStatus.RUNNING, 0),
+        (StepStatus.RUNNING, 1),
+        (StepStatus.SUCCEEDED, 1),
+    ]
+
+
+async def test_progress_a_quiet_step_is_stalled_then_running_again():
+    stalled, resumed = asyncio.Event(), asyncio.Event()
+    events = Events()
+
+    def listen(state: StepState) -> None:
+        events(state)
+        if state.status is StepStatus.STALLED:
+            stalled.set()
+        elif state.status is StepStatus.RUNNING and stalled.is_set():
+            resumed.set()
+
+    async def pause(ctx):
+        ctx.progress.advance()
+        await asyncio.wait_for(stalled.wait(), HANG)
+        ctx.progress.advance()
+        await asyncio.wait_for(resumed.wait(), HANG)
+
+    await run(
+        [Step("a", pause)], on_step=listen, progress_interval=0.005, stall_after=0.02
+    )
+
+    assert events.statuses("a") == ["running", "stalled", "running", "succeeded"]
+    first_stalled = next(s for s in events.of("a") if s.status is StepStatus.STALLED)
+    assert first_stalled.done == 1
+    assert events.final("a").done == 2
+
+
+async def test_progress_a_busy_step_never_stalls():
+    async def busy(ctx):
+        for _ in range(20):
+            ctx.progress.advance()
+            await asyncio.sleep(0.002)
+
+    events = Events()
+
+    await run([Step("a", busy)], on_step=events, progress_interval=0.005, stall_after=1)
+
+    assert events.statuses("a") == ["running", "succeeded"]
+
+
+def test_step_state_to_dict_is_the_contract_shape():
+    state = StepState(
+        id="copy",
+        title="Copy the files",
+        after=("scan",),
+        status=StepStatus.RUNNING,
+        done=5,
+        total=10,
+        unit="bytes",
+        message="a.txt",
+        started_at=0.25,
+    )
+
+    assert state.to_dict() == {
+        "id": "copy",
+        "title": "Copy the files",
+        "after": ["scan"],
+        "status": "running",
+        "progress": {"done": 5, "total": 10, "unit": "bytes"},
+        "message": "a.txt",
+        "started_at": "1970-01-01T00:00:00.250Z",
+        "finished_at": None,
+        "error": None,
+    }

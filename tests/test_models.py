@@ -1,0 +1,384 @@
+"""The Execution state machine: every transition a compare-and-set, terminal
+states final, and at most one active execution per profile."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from executions import services
+from executions.engine import StepState, StepStatus
+from executions.models import Execution, Source, Status
+
+pytestmark = pytest.mark.django_db
+
+LOST = "lost: the runner stopped heartbeating"
+
+
+def step(step_id: str, status: str = "pending") -> dict:
+    return StepState(id=step_id, title=step_id, status=StepStatus(status)).to_dict()
+
+
+def make_execution(**fields) -> Execution:
+    values = {
+        "cmd": "demo.steps",
+        "title": "Demo",
+        "created_from": Source.CLI,
+        "steps": [step("a"), step("b")],
+        **fields,
+    }
+    return Execution.objects.create(**values)
+
+
+def running(**fields) -> Execution:
+    execution = make_execution(**fields)
+    assert execution.claim("runner-1")
+    return execution
+
+
+def fresh(execution: Execution) -> Execution:
+    return Execution.objects.get(pk=execution.pk)
+
+
+# -- claim -----------------------------------------------------------------------------
+
+
+def test_claim_moves_queued_to_running_once():
+    execution = make_execution()
+
+    first = execution.claim("runner-1")
+    second = fresh(execution).claim("runner-2")
+
+    row = fresh(execution)
+    assert (first, second) == (True, False)
+    assert (row.status, row.runner) == (Status.RUNNING, "runner-1")
+    assert row.started_at is not None
+    assert row.heartbeat_at == row.started_at
+
+
+# -- record_interrupt ------------------------------------------------------------------
+
+
+def test_record_interrupt_of_queued_interrupts_it_with_nothing_processed(make_user):
+    execution = make_execution()
+    alice = make_user(username="alice")
+
+    result = execution.record_interrupt(source=Source.WEB, user=alice, reason="oops")
+
+    row = fresh(execution)
+    assert result == "interrupted"
+    assert row.status == Status.INTERRUPTED
+    assert row.finished_at is not None
+    assert row.outcome == {
+        "kind": "interrupted",
+        "steps_processed": [],
+        "steps_not_processed": ["a", "b"],
+        "errors": {},
+    }
+    assert [s["status"] for s in row.steps] == ["skipped", "skipped"]
+    assert row.interrupt_snapshot()["by"] == "alice"
+
+
+def test_record_interrupt_of_running_asks_it_to_stop():
+    execution = running()
+
+    result = execution.record_interrupt(source=Source.CLI, by_name="ops@box")
+
+    row = fresh(execution)
+    assert result == "requested"
+    assert row.status == Status.INTERRUPTING
+    assert row.interrupt_requested_by_name == "ops@box"
+    assert (row.interrupt_source, row.interrupt_force) == (Source.CLI, False)
+    assert row.finished_at is None
+    assert execution.status == Status.INTERRUPTING
+
+
+def test_record_interrupt_a_second_time_is_already_and_keeps_the_first():
+    execution = running()
+    execution.record_interrupt(source=Source.CLI, reason="first")
+    before = fresh(execution)
+
+    result = execution.record_interrupt(source=Source.API, reason="second")
+
+    row = fresh(execution)
+    assert result == "already"
+    assert row.interrupt_requested_at == before.interrupt_requested_at
+    assert (row.interrupt_source, row.interrupt_reason) == (Source.CLI, "first")
+
+
+def test_record_interrupt_force_escalates_a_pending_request():
+    execution = running()
+    execution.record_interrupt(source=Source.WEB)
+
+    escalated = execution.record_interrupt(source=Source.CLI, force=True)
+    again = execution.record_interrupt(source=Source.CLI, force=True)
+
+    row = fresh(execution)
+    assert (escalated, again) == ("escalated", "already")
+    assert (row.status, row.interrupt_force) == (Status.INTERRUPTING, True)
+    assert row.interrupt_source == Source.WEB
+
+
+def test_record_interrupt_with_force_first_is_a_forced_request():
+    execution = running()
+
+    result = execution.record_interrupt(source=Source.CLI, force=True)
+
+    assert result == "requested"
+    assert fresh(execution).interrupt_force
+
+
+@pytest.mark.parametrize("status", [Status.SUCCEEDED, Status.FAILED, Status.LOST])
+def test_record_interrupt_of_finished_changes_nothing(status):
+    execution = running()
+    execution.finish(status, outcome={"kind": "complete"}, steps=[])
+
+    result = execution.record_interrupt(source=Source.API, force=True)
+
+    row = fresh(execution)
+    assert result == "not_running"
+    assert row.status == status
+    assert row.interrupt_requested_at is None
+    assert row.interrupt_snapshot() is None
+
+
+# -- finish, and terminal states being final -------------------------------------------
+
+
+def test_finish_ends_a_running_execution_with_its_outcome():
+    execution = running()
+    outcome = {"kind": "complete", "steps_processed": ["a", "b"]}
+
+    finished = execution.finish(
+        Status.SUCCEEDED, outcome=outcome, steps=[step("a", "succeeded")]
+    )
+
+    row = fresh(execution)
+    assert finished
+    assert (row.status, row.outcome) == (Status.SUCCEEDED, outcome)
+    assert row.steps == [step("a", "succeeded")]
+    assert row.finished_at is not None
+
+
+def test_finish_of_an_interrupting_execution_is_allowed():
+    execution = running()
+    execution.record_interrupt(source=Source.CLI)
+
+    finished = execution.finish(Status.INTERRUPTED, outcome={}, steps=[])
+
+    assert finished
+    assert fresh(execution).status == Status.INTERRUPTED
+
+
+def test_finish_late_after_interrupted_changes_nothing():
+    execution = make_execution()
+    execution.record_interrupt(source=Source.WEB)
+    before = fresh(execution)
+
+    finished = execution.finish(
+        Status.SUCCEEDED, outcome={"kind": "complete"}, steps=[step("a", "succeeded")]
+    )
+
+    row = fresh(execution)
+    assert finished is False
+    assert (row.status, row.outcome, row.steps) == (
+        Status.INTERRUPTED,
+        before.outcome,
+        before.steps,
+    )
+    assert row.finished_at == before.finished_at
+
+
+def test_finish_refuses_a_status_that_is_not_terminal():
+    execution = running()
+
+    with pytest.raises(ValueError) as error:
+        execution.finish("running", outcome={}, steps=[])
+
+    assert str(error.value) == "'running' is not a terminal status"
+    assert fresh(execution).status == Status.RUNNING
+
+
+def test_transitions_after_the_end_all_refuse():
+    execution = running()
+    execution.finish(Status.SUCCEEDED, outcome={}, steps=[step("a", "succeeded")])
+
+    results = [
+        execution.claim("runner-2"),
+        execution.save_steps([step("a", "running")]),
+        execution.beat(),
+        execution.mark_lost(),
+    ]
+
+    row = fresh(execution)
+    assert results == [False, False, False, False]
+    assert (row.status, row.runner) == (Status.SUCCEEDED, "runner-1")
+    assert row.steps == [step("a", "succeeded")]
+
+
+def test_save_steps_and_beat_write_only_while_running():
+    queued = make_execution()
+    live = running()
+    long_ago = timezone.now() - timedelta(minutes=5)
+    Execution.objects.filter(pk=live.pk).update(heartbeat_at=long_ago)
+
+    results = [queued.save_steps([step("x")]), live.save_steps([step("x")])]
+    beats = [queued.beat(), live.beat()]
+
+    assert (results, beats) == ([False, True], [False, True])
+    assert fresh(queued).steps == [step("a"), step("b")]
+    assert fresh(live).steps == [step("x")]
+    assert fresh(live).heartbeat_at > long_ago
+
+
+# -- lost, and the reaper's query ------------------------------------------------------
+
+
+def test_mark_lost_ends_a_running_execution_keeping_what_finished():
+    execution = running(steps=[step("a", "succeeded"), step("b", "running"), step("c")])
+
+    lost = execution.mark_lost()
+
+    row = fresh(execution)
+    assert lost
+    assert row.status == Status.LOST
+    assert [(s["status"], s["error"]) for s in row.steps] == [
+        ("succeeded", None),
+        ("interrupted", LOST),
+        ("skipped", None),
+    ]
+    assert row.outcome == {
+        "kind": "interrupted",
+        "steps_processed": ["a"],
+        "steps_not_processed": ["b", "c"],
+        "errors": {},
+    }
+
+
+def test_mark_lost_leaves_a_queued_execution_alone():
+    execution = make_execution()
+
+    assert execution.mark_lost() is False
+    assert fresh(execution).status == Status.QUEUED
+
+
+def test_stale_finds_running_rows_whose_runner_went_quiet():
+    quiet = running()
+    interrupting = running()
+    interrupting.record_interrupt(source=Source.CLI)
+    never_beat = running()
+    beating = running()
+    old = timezone.now() - timedelta(seconds=60)
+    Execution.objects.filter(pk__in=[quiet.pk, interrupting.pk]).update(
+        heartbeat_at=old
+    )
+    Execution.objects.filter(pk=never_beat.pk).update(heartbeat_at=None)
+    make_execution(heartbeat_at=old)
+    finished = running()
+    finished.finish(Status.SUCCEEDED, outcome={}, steps=[])
+    Execution.objects.filter(pk=finished.pk).update(heartbeat_at=old)
+
+    stale = set(Execution.objects.stale(15).values_list("pk", flat=True))
+
+    assert stale == {quiet.pk, interrupting.pk, never_beat.pk}
+    assert beating.pk not in stale
+
+
+def test_queryset_filters_group_the_statuses():
+    queued = make_execution()
+    live = running()
+    done = running()
+    done.finish(Status.FAILED, outcome={}, steps=[])
+
+    def ids(queryset):
+        return set(queryset.values_list("pk", flat=True))
+
+    assert ids(Execution.objects.active()) == {queued.pk, live.pk}
+    assert ids(Execution.objects.running()) == {live.pk}
+    assert ids(Execution.objects.finished()) == {done.pk}
+
+
+# -- one active execution per profile --------------------------------------------------
+
+
+def test_profile_constraint_refuses_a_second_active_row():
+    make_execution(profile="staging")
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        make_execution(profile="staging")
+
+
+def test_profile_constraint_ignores_finished_rows_and_no_profile():
+    finished = running(profile="staging")
+    finished.finish(Status.SUCCEEDED, outcome={}, steps=[])
+
+    make_execution(profile="staging")
+    make_execution(profile=None)
+    make_execution(profile=None)
+
+    assert Execution.objects.count() == 4
+
+
+def start(profile: str | None = "staging") -> services.StartResult:
+    return services.start_execution(
+        "demo.steps", {"count": 2}, profile=profile, source=Source.CLI, dispatch=False
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_profile_racing_starts_yield_one_execution():
+    barrier = threading.Barrier(2, timeout=10)
+    results: list[services.StartResult] = []
+    errors: list[BaseException] = []
+
+    def race() -> None:
+        try:
+            barrier.wait()
+            results.append(start())
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=race) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert errors == []
+    assert sorted(result.created for result in results) == [False, True]
+    assert results[0].execution.pk == results[1].execution.pk
+    assert Execution.objects.filter(profile="staging").count() == 1
+
+
+def test_profile_second_start_returns_the_active_execution():
+    first = start()
+
+    second = start()
+
+    assert (first.created, second.created) == (True, False)
+    assert second.execution.pk == first.execution.pk
+    assert Execution.objects.count() == 1
+
+
+def test_profile_is_free_again_once_its_execution_finished():
+    first = start().execution
+    first.claim("runner-1")
+    first.finish(Status.SUCCEEDED, outcome={}, steps=[])
+
+    second = start()
+
+    assert second.created
+    assert second.execution.pk != first.pk
+
+
+def test_profile_none_never_blocks():
+    results = [start(profile=None), start(profile="")]
+
+    assert [result.created for result in results] == [True, True]
+    assert [result.execution.profile for result in results] == [None, None]
