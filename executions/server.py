@@ -11,6 +11,9 @@ from . import pool
 
 logger = logging.getLogger(__name__)
 
+#: After draining, how long the finished events get to reach open sockets.
+FLUSH_SECONDS = 0.5
+
 
 class ServerLifecycle:
     """ASGI wrapper that binds in-process runs to the server's event loop on
@@ -45,15 +48,17 @@ class ServerLifecycle:
     def _shutdown(self) -> None:
         if self._drain is None:
             logger.warning("shutting down: interrupting in-process executions")
-            self._drain = asyncio.ensure_future(self._runners.drain())
+            self._drain = asyncio.ensure_future(self._drain_then_stop())
         else:
             logger.warning("shutting down now: forcing in-process executions")
-            self._drain = asyncio.ensure_future(self._runners.drain(grace=0))
-        self._drain.add_done_callback(_stop_reactor)
+            asyncio.ensure_future(self._runners.drain(grace=0))
 
+    async def _drain_then_stop(self) -> None:
+        from twisted.internet import reactor
 
-def _stop_reactor(_) -> None:
-    from twisted.internet import reactor
-
-    if reactor.running:
-        reactor.stop()
+        try:
+            await self._runners.drain()
+            await asyncio.sleep(FLUSH_SECONDS)
+        finally:
+            if reactor.running:
+                reactor.stop()

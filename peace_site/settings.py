@@ -139,7 +139,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/executions/"
 # JSON for the API's CSRF failures, Django's page for everything else.
 CSRF_FAILURE_VIEW = "executions.api.csrf_failure"

@@ -1,0 +1,641 @@
+"""The pages: login, the list and its start form, one execution, and the
+Interrupt form that works without JavaScript."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from django.test import Client
+
+from executions import services, views
+from executions.models import Execution, Source, Status
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "correct horse battery staple"
+MISSING_ID = "00000000-0000-4000-8000-000000000000"
+
+
+def start(cmd: str = "demo.steps", user=None, **params) -> Execution:
+    """Record an execution without running it (nothing dispatches it)."""
+    return services.start_execution(
+        cmd, params, user=user, source=Source.CLI, dispatch=False
+    ).execution
+
+
+def running(**params) -> Execution:
+    execution = start(**params)
+    execution.claim("test-runner")
+    return execution
+
+
+def succeeded(**params) -> Execution:
+    execution = running(**params)
+    ids = [step["id"] for step in execution.steps]
+    steps = [{**step, "status": "succeeded"} for step in execution.steps]
+    outcome = {
+        "kind": "complete",
+        "steps_processed": ids,
+        "steps_not_processed": [],
+        "errors": {},
+    }
+    execution.finish(Status.SUCCEEDED, outcome=outcome, steps=steps)
+    return execution
+
+
+def logged_in(user, *, enforce_csrf_checks: bool = False) -> Client:
+    client = Client(enforce_csrf_checks=enforce_csrf_checks)
+    client.force_login(user)
+    return client
+
+
+def csrf_token(response) -> str:
+    return re.search(
+        r'name="csrfmiddlewaretoken" value="([^"]+)"', response.content.decode()
+    ).group(1)
+
+
+def shown_messages(response) -> list[str]:
+    return [str(message) for message in response.context["messages"]]
+
+
+def start_form(**fields) -> dict:
+    return {
+        "cmd": "demo.steps",
+        "demo.steps.count": "2",
+        "demo.steps.seconds": "0.01",
+        "demo.steps.ticks": "2",
+        "demo.steps.fail_at": "",
+        "demo.steps.cooperative": ["false", "true"],
+        "profile": "",
+        "strategy": "finish-current",
+        "strategy_n": "1",
+        **fields,
+    }
+
+
+# -- login -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/executions/",
+        f"/executions/{MISSING_ID}/",
+    ],
+)
+def test_pages_require_login(client, path):
+    response = client.get(path)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/accounts/login/?next={path}"
+
+
+def test_execution_interrupt_requires_login(client):
+    execution = running()
+
+    response = client.post(f"/executions/{execution.id}/interrupt/")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+    execution.refresh_from_db()
+    assert execution.interrupt_requested_at is None
+
+
+def test_login_page_logs_in_and_goes_to_the_list(client, make_user):
+    make_user("view", username="alice")
+
+    response = client.post(
+        "/accounts/login/", {"username": "alice", "password": PASSWORD}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == "/executions/"
+
+
+def test_login_page_refuses_a_wrong_password(client, make_user):
+    make_user("view", username="alice")
+
+    response = client.post("/accounts/login/", {"username": "alice", "password": "x"})
+
+    assert response.status_code == 200
+    assert "Please enter a correct username and password." in response.content.decode()
+
+
+def test_logout_logs_out(make_user):
+    client = logged_in(make_user("view"))
+
+    response = client.post("/accounts/logout/")
+
+    assert response.status_code == 302
+    assert client.get("/executions/").status_code == 302
+
+
+# -- the list ----------------------------------------------------------------------
+
+
+def test_execution_list_shows_executions_newest_first(make_user):
+    alice = make_user("view", "add", username="alice")
+    older = start(count=1)
+    newer = start("demo.deploy", user=alice)
+
+    response = logged_in(alice).get("/executions/")
+
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert content.index(str(newer.id)) < content.index(str(older.id))
+    assert "Demo: deploy an application" in content
+    assert "alice" in content
+    assert 'class="badge status-queued">queued<' in content
+
+
+def test_execution_list_shows_the_start_form_to_starters(make_user):
+    client = logged_in(make_user("view", "add"))
+
+    response = client.get("/executions/")
+
+    content = response.content.decode()
+    assert '<select name="cmd" id="id_cmd">' in content
+    assert 'name="demo.steps.count"' in content
+    assert 'name="demo.deploy.fail_step"' in content
+    assert 'name="files.sync.src"' in content
+
+
+def test_execution_list_hides_the_start_form_without_add_permission(make_user):
+    client = logged_in(make_user("view"))
+
+    response = client.get("/executions/")
+
+    assert response.status_code == 200
+    assert 'id="start-form"' not in response.content.decode()
+
+
+def test_execution_list_without_view_permission_is_forbidden(make_user):
+    client = logged_in(make_user("add"))
+
+    response = client.get("/executions/")
+
+    assert response.status_code == 403
+    assert "You do not have permission to view executions." in response.content.decode()
+
+
+def test_execution_list_post_starts_an_execution_from_the_web(make_user):
+    alice = make_user("view", "add")
+
+    response = logged_in(alice).post("/executions/", start_form())
+
+    execution = Execution.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/executions/{execution.id}/"
+    assert execution.created_from == Source.WEB
+    assert execution.created_by == alice
+    assert execution.cmd == "demo.steps"
+    assert execution.params == {
+        "count": 2,
+        "seconds": 0.01,
+        "ticks": 2,
+        "fail_at": None,
+        "cooperative": True,
+    }
+    assert execution.strategy == "finish-current"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_execution_list_post_runs_the_execution(make_user):
+    client = logged_in(make_user("view", "add"))
+
+    client.post("/executions/", start_form())
+
+    execution = Execution.objects.get()
+    deadline = time.monotonic() + 10
+    while not execution.is_finished and time.monotonic() < deadline:
+        time.sleep(0.05)
+        execution.refresh_from_db()
+    assert execution.status == Status.SUCCEEDED
+    assert execution.outcome["steps_processed"] == ["step-1", "step-2"]
+
+
+def test_execution_list_post_unchecked_box_sends_false(make_user):
+    client = logged_in(make_user("view", "add"))
+
+    client.post("/executions/", start_form(**{"demo.steps.cooperative": "false"}))
+
+    assert Execution.objects.get().params["cooperative"] is False
+
+
+def test_execution_list_post_leaves_out_params_not_posted(make_user):
+    client = logged_in(make_user("view", "add"))
+
+    client.post("/executions/", {"cmd": "demo.steps"})
+
+    assert Execution.objects.get().params == {
+        "count": 5,
+        "seconds": 1.0,
+        "ticks": 10,
+        "fail_at": None,
+        "cooperative": True,
+    }
+
+
+def test_execution_list_post_reads_only_the_chosen_commands_fieldset(make_user):
+    client = logged_in(make_user("view", "add"))
+
+    client.post("/executions/", start_form(**{"demo.deploy.seconds": "oops"}))
+
+    assert Execution.objects.get().cmd == "demo.steps"
+
+
+def test_execution_list_post_sets_profile_and_strategy(make_user):
+    client = logged_in(make_user("view", "add"))
+
+    client.post(
+        "/executions/",
+        start_form(profile=" staging ", strategy="poll-next-n", strategy_n="2"),
+    )
+
+    execution = Execution.objects.get()
+    assert execution.profile == "staging"
+    assert execution.strategy == "poll-next-n:2"
+
+
+def test_execution_list_post_invalid_params_rerenders_with_errors(make_user):
+    client = logged_in(make_user("view", "add"))
+
+    response = client.post(
+        "/executions/",
+        start_form(**{"demo.steps.count": "0", "demo.steps.ticks": "many"}),
+    )
+
+    content = response.content.decode()
+    assert response.status_code == 400
+    assert '<p class="error">must be at least 1</p>' in content
+    assert '<p class="error">must be a whole number</p>' in content
+    assert 'name="demo.steps.count" id="id_demo.steps.count" value="0"' in content
+    assert Execution.objects.count() == 0
+
+
+def test_execution_list_post_cross_field_error_is_shown_on_its_field(make_user):
+    client = logged_in(make_user("view", "add"))
+
+    response = client.post("/executions/", start_form(**{"demo.steps.fail_at": "9"}))
+
+    assert response.status_code == 400
+    assert (
+        '<p class="error">must be a step number from 1 to 2</p>'
+        in response.content.decode()
+    )
+    assert Execution.objects.count() == 0
+
+
+def test_execution_list_post_unknown_cmd_is_refused(make_user):
+    client = logged_in(make_user("view", "add"))
+
+    response = client.post("/executions/", {"cmd": "nope"})
+
+    assert response.status_code == 400
+    assert "Unknown command &#x27;nope&#x27;." in response.content.decode()
+    assert Execution.objects.count() == 0
+
+
+def test_execution_list_post_bad_strategy_is_refused(make_user):
+    client = logged_in(make_user("view", "add"))
+
+    response = client.post(
+        "/executions/", start_form(strategy="poll-next-n", strategy_n="-1")
+    )
+
+    assert response.status_code == 400
+    assert (
+        "Unknown interrupt strategy &#x27;poll-next-n:-1&#x27;: use finish-current, "
+        "poll-next-n:N (N a whole number) or ignore." in response.content.decode()
+    )
+    assert Execution.objects.count() == 0
+
+
+def test_execution_list_post_without_add_permission_is_forbidden(make_user):
+    client = logged_in(make_user("view"))
+
+    response = client.post("/executions/", start_form())
+
+    assert response.status_code == 403
+    assert "You do not have permission to add executions." in response.content.decode()
+    assert Execution.objects.count() == 0
+
+
+def test_execution_list_post_busy_profile_goes_to_the_active_one(make_user):
+    active = services.start_execution(
+        "demo.steps", {}, profile="staging", source=Source.CLI, dispatch=False
+    ).execution
+    client = logged_in(make_user("view", "add"))
+
+    response = client.post("/executions/", start_form(profile="staging"), follow=True)
+
+    assert response.redirect_chain == [(f"/executions/{active.id}/", 302)]
+    assert shown_messages(response) == [
+        "Profile “staging” is busy: this is its active execution."
+    ]
+    assert Execution.objects.count() == 1
+
+
+# -- one execution -------------------------------------------------------------------
+
+
+def test_execution_detail_renders_steps(make_user):
+    execution = start(count=3, ticks=4)
+    client = logged_in(make_user("view"))
+
+    response = client.get(f"/executions/{execution.id}/")
+
+    content = response.content.decode()
+    assert response.status_code == 200
+    for number in (1, 2, 3):
+        assert f'data-step-id="step-{number}"' in content
+        assert f"Step {number} of 3" in content
+    assert '<span data-field="progress">0 / 4 steps</span>' in content
+    assert "after step-2" in content
+    assert 'id="execution-snapshot"' in content
+
+
+def test_execution_detail_shows_bytes_human_readable(make_user):
+    execution = start("demo.deploy")
+    client = logged_in(make_user("view"))
+
+    response = client.get(f"/executions/{execution.id}/")
+
+    assert (
+        '<span data-field="progress">0\xa0bytes / 64.0\xa0MB</span>'
+        in response.content.decode()
+    )
+
+
+@pytest.mark.parametrize("execution_id", [MISSING_ID, "not-a-uuid"])
+def test_execution_detail_unknown_or_malformed_id_is_not_found(make_user, execution_id):
+    client = logged_in(make_user("view"))
+
+    response = client.get(f"/executions/{execution_id}/")
+
+    assert response.status_code == 404
+
+
+def test_execution_detail_without_view_permission_is_forbidden(make_user):
+    execution = start()
+    client = logged_in(make_user("add"))
+
+    response = client.get(f"/executions/{execution.id}/")
+
+    assert response.status_code == 403
+
+
+def test_execution_detail_escapes_step_messages(make_user):
+    execution = running(count=1)
+    steps = [{**execution.steps[0], "message": "<script>alert(1)</script>"}]
+    execution.save_steps(steps)
+    client = logged_in(make_user("view"))
+
+    response = client.get(f"/executions/{execution.id}/")
+
+    content = response.content.decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in content
+    assert "<script>alert(1)" not in content
+
+
+def test_execution_detail_shows_interrupt_button_to_interrupters(make_user):
+    execution = running()
+    client = logged_in(make_user("view", "interrupt"))
+
+    response = client.get(f"/executions/{execution.id}/")
+
+    assert (
+        f'action="/executions/{execution.id}/interrupt/" id="interrupt-form"'
+        in response.content.decode()
+    )
+
+
+def test_execution_detail_hides_interrupt_button_without_permission(make_user):
+    execution = running()
+    client = logged_in(make_user("view"))
+
+    response = client.get(f"/executions/{execution.id}/")
+
+    assert 'id="interrupt-form"' not in response.content.decode()
+
+
+def test_execution_detail_hides_interrupt_button_when_finished(make_user):
+    execution = succeeded()
+    client = logged_in(make_user("view", "interrupt"))
+
+    response = client.get(f"/executions/{execution.id}/")
+
+    assert 'id="interrupt-form"' not in response.content.decode()
+
+
+def test_execution_detail_shows_the_outcome_and_who_interrupted(make_user):
+    alice = make_user("view", "interrupt", username="alice")
+    execution = start(count=2)
+    services.request_interrupt(
+        execution.id, user=alice, source=Source.WEB, reason="wrong branch"
+    )
+
+    response = logged_in(alice).get(f"/executions/{execution.id}/")
+
+    content = response.content.decode()
+    assert '<dd data-field="interrupt-by">alice</dd>' in content
+    assert '<dd data-field="interrupt-source">Web page</dd>' in content
+    assert '<dd data-field="interrupt-reason">wrong branch</dd>' in content
+    processed, not_processed = re.findall(
+        r'<ul data-field="(?:not-)?processed" class="step-list">(.*?)</ul>',
+        content,
+        re.S,
+    )
+    assert "none" in processed
+    assert "<code>step-1</code> Step 1 of 2" in not_processed
+    assert "<code>step-2</code> Step 2 of 2" in not_processed
+
+
+def test_execution_detail_groups_parallel_branches_in_stages():
+    steps = start("demo.deploy").snapshot()["steps"]
+
+    stages = views._stages(steps)
+
+    assert [[step["id"] for step in stage] for stage in stages] == [
+        ["app_download"],
+        ["s3_bucket", "iam_policy"],
+        ["iam_role"],
+        ["instance_profile"],
+        ["s3_object"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (-1, "0.0s"),
+        (0.66, "0.6s"),
+        (9.99, "9.9s"),
+        (59.9, "59s"),
+        (65, "1m 05s"),
+        (3725, "1h 02m"),
+    ],
+)
+def test_duration_formats_elapsed_time(seconds, text):
+    assert views.duration(seconds) == text
+
+
+# -- the Interrupt form ---------------------------------------------------------------
+
+
+def test_execution_interrupt_records_the_request_from_the_web(make_user):
+    alice = make_user("view", "interrupt", username="alice")
+    execution = running()
+    client = logged_in(alice, enforce_csrf_checks=True)
+    token = csrf_token(client.get(f"/executions/{execution.id}/"))
+
+    response = client.post(
+        f"/executions/{execution.id}/interrupt/",
+        {"csrfmiddlewaretoken": token, "force": "0", "reason": "maintenance"},
+        follow=True,
+    )
+
+    execution.refresh_from_db()
+    assert response.redirect_chain == [(f"/executions/{execution.id}/", 302)]
+    assert shown_messages(response) == [
+        "Interrupt requested: the execution stops at its next safe point."
+    ]
+    assert execution.status == Status.INTERRUPTING
+    assert execution.interrupt_source == Source.WEB
+    assert execution.interrupt_requested_by == alice
+    assert execution.interrupt_reason == "maintenance"
+    assert execution.interrupt_force is False
+
+
+def test_execution_interrupt_asked_for_json_answers_202_snapshot(make_user):
+    execution = running()
+    client = logged_in(make_user("view", "interrupt"))
+
+    response = client.post(
+        f"/executions/{execution.id}/interrupt/",
+        {"force": "1"},
+        headers={"Accept": "application/json"},
+    )
+
+    assert response.status_code == 202
+    assert response.json()["status"] == "interrupting"
+    assert response.json()["interrupt"]["source"] == "web"
+    assert response.json()["interrupt"]["force"] is True
+
+
+def test_execution_interrupt_asked_for_json_of_a_finished_one_is_409(make_user):
+    execution = succeeded()
+    client = logged_in(make_user("view", "interrupt"))
+
+    response = client.post(
+        f"/executions/{execution.id}/interrupt/",
+        headers={"Accept": "application/json"},
+    )
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": "not_running",
+        "status": "succeeded",
+        "message": "Not running: this execution has finished (succeeded). "
+        "Nothing changed.",
+    }
+
+
+def test_execution_interrupt_without_csrf_token_is_refused(make_user):
+    execution = running()
+    client = logged_in(make_user("view", "interrupt"), enforce_csrf_checks=True)
+
+    response = client.post(f"/executions/{execution.id}/interrupt/")
+
+    execution.refresh_from_db()
+    assert response.status_code == 403
+    assert execution.interrupt_requested_at is None
+
+
+def test_execution_interrupt_force_escalates_a_pending_request(make_user):
+    alice = make_user("view", "interrupt")
+    execution = running()
+    services.request_interrupt(execution.id, user=alice, source=Source.WEB)
+
+    response = logged_in(alice).post(
+        f"/executions/{execution.id}/interrupt/", {"force": "1"}, follow=True
+    )
+
+    execution.refresh_from_db()
+    assert shown_messages(response) == [
+        "Force requested: steps in flight are being cancelled."
+    ]
+    assert execution.interrupt_force is True
+
+
+def test_execution_interrupt_queued_stops_before_it_starts(make_user):
+    execution = start()
+    client = logged_in(make_user("view", "interrupt"))
+
+    response = client.post(f"/executions/{execution.id}/interrupt/", follow=True)
+
+    execution.refresh_from_db()
+    assert shown_messages(response) == ["Interrupted before it started: no step ran."]
+    assert execution.status == Status.INTERRUPTED
+
+
+def test_execution_interrupt_finished_changes_nothing(make_user):
+    execution = succeeded()
+    client = logged_in(make_user("view", "interrupt"))
+
+    response = client.post(f"/executions/{execution.id}/interrupt/", follow=True)
+
+    execution.refresh_from_db()
+    assert response.redirect_chain == [(f"/executions/{execution.id}/", 302)]
+    assert shown_messages(response) == [
+        "Not running: this execution has finished (succeeded). Nothing changed."
+    ]
+    assert execution.status == Status.SUCCEEDED
+    assert execution.interrupt_requested_at is None
+
+
+def test_execution_interrupt_without_permission_is_forbidden(make_user):
+    execution = running()
+    client = logged_in(make_user("view"))
+
+    response = client.post(f"/executions/{execution.id}/interrupt/")
+
+    execution.refresh_from_db()
+    assert response.status_code == 403
+    assert execution.status == Status.RUNNING
+    assert execution.interrupt_requested_at is None
+
+
+def test_execution_interrupt_invalid_force_is_refused(make_user):
+    execution = running()
+    client = logged_in(make_user("view", "interrupt"))
+
+    response = client.post(f"/executions/{execution.id}/interrupt/", {"force": "maybe"})
+
+    execution.refresh_from_db()
+    assert response.status_code == 400
+    assert shown_messages(response) == ["Force must be 0 or 1. Nothing changed."]
+    assert execution.interrupt_requested_at is None
+
+
+@pytest.mark.parametrize("execution_id", [MISSING_ID, "not-a-uuid"])
+def test_execution_interrupt_unknown_id_is_not_found(make_user, execution_id):
+    client = logged_in(make_user("view", "interrupt"))
+
+    response = client.post(f"/executions/{execution_id}/interrupt/")
+
+    assert response.status_code == 404
+
+
+def test_execution_interrupt_refuses_get(make_user):
+    execution = running()
+    client = logged_in(make_user("view", "interrupt"))
+
+    response = client.get(f"/executions/{execution.id}/interrupt/")
+
+    execution.refresh_from_db()
+    assert response.status_code == 405
+    assert execution.interrupt_requested_at is None
