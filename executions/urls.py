@@ -13,6 +13,11 @@ urlpatterns = [
         views.execution_interrupt,
         name="interrupt",
     ),
+    path(
+        "executions/<str:execution_id>/resume/",
+        views.execution_resume,
+        name="resume",
+    ),
     # JSON API (session auth + CSRF).
     path("api/executions/", api.executions, name="api-list"),
     path("api/executions/<str:execution_id>/", api.execution, name="api-detail"),

@@ -117,6 +117,32 @@ def execution_interrupt(request: HttpRequest, execution_id: str) -> HttpResponse
     return redirect(interrupted.execution)
 
 
+@login_required
+@require_POST
+def execution_resume(request: HttpRequest, execution_id: str) -> HttpResponse:
+    """The Resume button: a new run that skips the steps that succeeded."""
+    try:
+        started = services.resume_execution(
+            execution_id, user=request.user, source=Source.WEB
+        )
+    except services.UnknownExecution:
+        raise Http404("No such execution.") from None
+    except services.NotResumable as error:
+        messages.info(request, f"Not resumed: {error}")
+        return redirect(error.execution)
+    except services.ParamsError as error:
+        messages.error(request, f"Not resumed: {error}")
+        return redirect("executions:detail", execution_id)
+    execution = started.execution
+    if started.created:
+        messages.success(request, "Resumed: the steps that succeeded are skipped.")
+    else:
+        messages.info(
+            request, f"Profile {execution.profile} is busy: this is its active run."
+        )
+    return redirect(execution)
+
+
 def _get_or_404(execution_id: str, user) -> Execution:
     try:
         return services.get_execution(execution_id, user=user)
@@ -136,6 +162,8 @@ def _detail(
         "interrupt": _interrupt(snapshot),
         "can_interrupt": services.can(request.user, "interrupt")
         and not execution.is_finished,
+        "can_resume": services.can(request.user, "add"),
+        "resumable": execution.status in services.RESUMABLE,
         "sources": SOURCE_LABELS,
         "server_now": int(time.time() * 1000),
     }

@@ -639,3 +639,76 @@ def test_execution_interrupt_refuses_get(make_user):
     execution.refresh_from_db()
     assert response.status_code == 405
     assert execution.interrupt_requested_at is None
+
+
+# -- the Resume button ----------------------------------------------------------------
+
+
+def interrupted() -> Execution:
+    execution = start()
+    services.request_interrupt(execution.id, source=Source.CLI)
+    return Execution.objects.get(pk=execution.id)
+
+
+def test_execution_detail_offers_resume_for_an_interrupted_run(make_user):
+    execution = interrupted()
+
+    response = logged_in(make_user("view", "add")).get(f"/executions/{execution.id}/")
+
+    assert 'id="resume-form"' in response.content.decode()
+    assert 'class="resume-form" hidden' not in response.content.decode()
+
+
+def test_execution_detail_hides_resume_without_add_permission(make_user):
+    execution = interrupted()
+
+    response = logged_in(make_user("view")).get(f"/executions/{execution.id}/")
+
+    assert 'id="resume-form"' not in response.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_execution_resume_starts_a_linked_run(make_user):
+    alice = make_user("view", "add", username="alice")
+    original = interrupted()
+
+    response = logged_in(alice).post(f"/executions/{original.id}/resume/", follow=True)
+
+    resumed = Execution.objects.exclude(pk=original.pk).get()
+    assert response.redirect_chain == [(f"/executions/{resumed.id}/", 302)]
+    assert shown_messages(response) == [
+        "Resumed: the steps that succeeded are skipped."
+    ]
+    assert resumed.resumed_from == original
+    assert resumed.created_from == Source.WEB
+    assert resumed.created_by == alice
+    assert f'href="/executions/{original.id}/"' in response.content.decode()
+
+
+def test_execution_resume_of_a_running_one_changes_nothing(make_user):
+    execution = running()
+    client = logged_in(make_user("view", "add"))
+
+    response = client.post(f"/executions/{execution.id}/resume/", follow=True)
+
+    assert Execution.objects.count() == 1
+    assert shown_messages(response) == [
+        f"Not resumed: Execution {execution.id} cannot be resumed: it is running; "
+        "only interrupted, failed or lost executions can."
+    ]
+
+
+def test_execution_resume_without_permission_is_403(make_user):
+    execution = interrupted()
+
+    response = logged_in(make_user("view")).post(f"/executions/{execution.id}/resume/")
+
+    assert response.status_code == 403
+    assert Execution.objects.count() == 1
+
+
+def test_execution_resume_unknown_is_404_and_get_is_405(make_user):
+    client = logged_in(make_user("view", "add"))
+
+    assert client.post("/executions/nope/resume/").status_code == 404
+    assert client.get(f"/executions/{interrupted().id}/resume/").status_code == 405

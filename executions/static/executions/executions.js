@@ -58,6 +58,8 @@
     return total === null ? done + " steps" : done + " / " + total + " steps";
   }
 
+  var RESUMABLE = ["interrupted", "failed", "lost"];
+
   function isTerminal(status) {
     return TERMINAL.indexOf(status) !== -1;
   }
@@ -245,6 +247,7 @@
       steps.set(element.dataset.stepId, element);
     });
     var form = document.getElementById("interrupt-form");
+    var resume = document.getElementById("resume-form");
     var sending = false;
 
     function now() {
@@ -331,6 +334,7 @@
     }
 
     function renderForm() {
+      if (resume) resume.hidden = RESUMABLE.indexOf(state.status) < 0;
       if (!form) return;
       var button = form.querySelector('[data-role="interrupt"]');
       var force = form.querySelector('[data-role="force"]');
