@@ -14,7 +14,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -82,7 +81,13 @@ def main(argv: list[str]) -> int:
         return subprocess.run(argv, env=env).returncode
     finally:
         if server is not None:
-            server.send_signal(signal.SIGINT)  # fast shutdown
+            # pg_ctl signals the postmaster itself (as root, `server` is
+            # runuser, which would not pass a signal on).
+            subprocess.run(
+                [*as_postgres, find("pg_ctl"), "stop", "-D", data, "-m", "fast"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             try:
                 server.wait(timeout=30)
             except subprocess.TimeoutExpired:
