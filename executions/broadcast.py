@@ -18,26 +18,25 @@ logger = logging.getLogger(__name__)
 
 
 async def send(group: str, message: dict) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        await layer.group_send(group, message)
-    except Exception:
-        # Delivery is best effort by design: the database is the truth and
-        # runners and browsers re-read it. Never fail the caller's action.
-        logger.warning("group_send to %s failed", group, exc_info=True)
+    """Send to every member of a group, best effort."""
+    await _deliver("group_send", group, message)
 
 
 async def send_to(channel: str, message: dict) -> None:
-    """Send to one channel (a worker queue), best effort like `send`."""
+    """Send to one channel (a worker's wake-up), best effort."""
+    await _deliver("send", channel, message)
+
+
+async def _deliver(method: str, name: str, message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        await layer.send(channel, message)
+        await getattr(layer, method)(name, message)
     except Exception:
-        logger.warning("send to %s failed", channel, exc_info=True)
+        # Delivery is best effort by design: the database is the truth and
+        # runners and browsers re-read it. Never fail the caller's action.
+        logger.warning("%s to %s failed", method, name, exc_info=True)
 
 
 def send_on_commit(group: str, message: dict) -> None:
