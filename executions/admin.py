@@ -1,6 +1,7 @@
 """The Django admin for executions: a read-only window onto the engine's
-records, plus the admin's two doors onto the interrupt service (the
-"Interrupt selected executions" action and the per-object button)."""
+records, plus the admin's doors onto the interrupt and resume services (the
+"Interrupt selected executions" and "Resume selected executions" actions and
+the per-object Interrupt and Resume buttons)."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ class ExecutionAdmin(admin.ModelAdmin):
     list_select_related = ("created_by",)
     search_fields = ("cmd", "profile", "title")
     date_hierarchy = "created_at"
-    actions = ["interrupt_selected"]
+    actions = ["interrupt_selected", "resume_selected"]
     readonly_fields = (
         *(field.name for field in Execution._meta.fields),
         "status_badge",
@@ -161,6 +162,11 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     def has_interrupt_permission(self, request: HttpRequest) -> bool:
         return services.can(request.user, "interrupt")
+
+    def has_resume_permission(self, request: HttpRequest) -> bool:
+        # Resuming starts a new execution: the service's `add` check (not
+        # has_add_permission, which is False so the admin's add form stays off).
+        return services.can(request.user, "add")
 
     # -- the changelist ------------------------------------------------------
 
@@ -291,6 +297,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         obj: Execution | None = None,
     ) -> HttpResponse:
         context.update(self._interrupt_context(request, obj))
+        context.update(self._resume_context(request, obj))
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def _interrupt_context(
@@ -310,6 +317,30 @@ class ExecutionAdmin(admin.ModelAdmin):
             "interrupt_form": InterruptForm(auto_id="interrupt_%s"),
             "interrupt_pending": obj.interrupt_requested,
         }
+
+    def _resume_context(
+        self, request: HttpRequest, obj: Execution | None
+    ) -> dict[str, object]:
+        """What the change form needs to show the Resume button: only for an
+        execution that can be resumed, to a user who may start one."""
+        if obj is None or obj.status not in services.RESUMABLE:
+            return {}
+        if not self.has_resume_permission(request):
+            return {}
+        return {"resume_url": self._admin_url("resume", obj.pk)}
+
+    def _admin_url(self, view: str, object_id: object) -> str:
+        return reverse(
+            f"{self.admin_site.name}:executions_execution_{view}",
+            args=[quote(object_id)],
+        )
+
+    def _link(self, execution: Execution) -> SafeString:
+        return format_html(
+            '<a href="{}">{}</a>',
+            self._admin_url("change", execution.pk),
+            _short(execution),
+        )
 
     # -- the interrupt doors -------------------------------------------------
 
@@ -353,12 +384,17 @@ class ExecutionAdmin(admin.ModelAdmin):
             )
 
     def get_urls(self) -> list[URLPattern]:
-        # Before the defaults: their catch-all `<path:object_id>/` would take it.
+        # Before the defaults: their catch-all `<path:object_id>/` would take them.
         return [
             path(
                 "<path:object_id>/interrupt/",
                 self.admin_site.admin_view(self.interrupt_view),
                 name="executions_execution_interrupt",
+            ),
+            path(
+                "<path:object_id>/resume/",
+                self.admin_site.admin_view(self.resume_view),
+                name="executions_execution_resume",
             ),
             *super().get_urls(),
         ]
@@ -396,6 +432,91 @@ class ExecutionAdmin(admin.ModelAdmin):
         message = INTERRUPT_MESSAGES[result.result].format(_short(result.execution))
         self.message_user(request, message, level)
         return HttpResponseRedirect(change_url)
+
+    # -- the resume doors ----------------------------------------------------
+
+    @admin.action(description="Resume selected executions", permissions=["resume"])
+    def resume_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        resumed = []
+        not_resumable = []
+        for execution in queryset:
+            try:
+                started = services.resume_execution(
+                    execution.pk, user=request.user, source=Source.ADMIN
+                )
+            except services.NotResumable as error:
+                not_resumable.append(f"{_short(execution)} ({error.status})")
+                continue
+            except (services.UnknownCmd, services.ParamsError) as error:
+                self.message_user(
+                    request, f"Not resumed {_short(execution)}: {error}", messages.ERROR
+                )
+                continue
+            if started.created:
+                resumed.append((execution, started.execution))
+            else:
+                self.message_user(
+                    request, self._busy(started.execution), messages.WARNING
+                )
+        if resumed:
+            links = format_html_join(
+                ", ",
+                "{} as {}",
+                ((_short(old), self._link(new)) for old, new in resumed),
+            )
+            self.message_user(
+                request, format_html("Resumed {}.", links), messages.SUCCESS
+            )
+        if not_resumable:
+            self.message_user(
+                request,
+                f"Not resumable: {', '.join(not_resumable)}. Only interrupted, "
+                "failed or lost executions can be resumed.",
+                messages.WARNING,
+            )
+
+    @method_decorator(require_POST)
+    def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The target of the change page's Resume button: a new execution of
+        the same command and params that skips the steps that succeeded; on
+        success, go to its change page."""
+        services.check(request.user, "add")
+        change_url = self._admin_url("change", object_id)
+        try:
+            started = services.resume_execution(
+                object_id, user=request.user, source=Source.ADMIN
+            )
+        except services.UnknownExecution as error:
+            raise Http404(str(error)) from None
+        except services.NotResumable as error:
+            self.message_user(request, str(error), messages.WARNING)
+            return HttpResponseRedirect(change_url)
+        except (services.UnknownCmd, services.ParamsError) as error:
+            self.message_user(request, f"Not resumed: {error}", messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        new = started.execution
+        if not started.created:
+            self.message_user(request, self._busy(new), messages.WARNING)
+        else:
+            self.message_user(
+                request,
+                format_html(
+                    "Resumed {} as {}: the steps that succeeded there are not "
+                    "run again.",
+                    str(new.resumed_from_id)[:8],
+                    self._link(new),
+                ),
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(self._admin_url("change", new.pk))
+
+    def _busy(self, active: Execution) -> SafeString:
+        return format_html(
+            "Not resumed: profile “{}” is busy with {} ({}).",
+            active.profile,
+            self._link(active),
+            active.status,
+        )
 
 
 def _step_progress(progress: dict) -> str:

@@ -198,6 +198,9 @@ def _json_body(request: HttpRequest, *, empty_allowed: bool) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(body)
+        # An unpaired surrogate escape ("\ud800") parses but is not text: no
+        # database stores it (I-JSON, RFC 7493, forbids it). Encoding finds it.
+        json.dumps(data, ensure_ascii=False).encode()
     except (ValueError, RecursionError):
         # ValueError covers undecodable bytes as well as bad syntax;
         # RecursionError is what absurdly deep nesting raises.

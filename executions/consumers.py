@@ -9,10 +9,12 @@ while the socket stays open.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
@@ -158,8 +160,17 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
         try:
             if text_data is None:
                 raise ClientError("bad_json", "Send JSON in text frames.")
+            # The API's limit: a client message is a few dozen bytes, and
+            # daphne alone would let a 1 MiB one through to be decoded.
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            if len(text_data) > limit:
+                raise ClientError(
+                    "too_large", f"The message is over {limit} characters."
+                )
             try:
                 content = await self.decode_json(text_data)
+                # Refuse an unpaired surrogate ("\ud800") as api._json_body does.
+                json.dumps(content, ensure_ascii=False).encode()
             except (ValueError, RecursionError):
                 raise ClientError(
                     "bad_json", "The message is not valid JSON."

@@ -240,7 +240,8 @@ def request_interrupt(
         user=user,
         by_name=by_name,
         force=force,
-        reason=(reason or "")[:2000],
+        # PostgreSQL cannot store a NUL character; it carries no meaning here.
+        reason=(reason or "").replace("\x00", "")[:2000],
     )
     if result == "not_running":
         raise NotRunning(execution)

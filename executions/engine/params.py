@@ -92,7 +92,10 @@ class Param:
         if isinstance(value, bool):
             raise ValueError("must be a number")
         if isinstance(value, (int, float)):
-            result = float(value)
+            try:
+                result = float(value)
+            except OverflowError:  # a JSON integer beyond any float
+                raise ValueError("must be a finite number") from None
         elif isinstance(value, str):
             try:
                 result = float(value.strip())
@@ -116,6 +119,9 @@ class Param:
             raise ValueError("must be a string")
         if len(value) > self.max_length:
             raise ValueError(f"must be at most {self.max_length} characters")
+        if "\x00" in value:
+            # No path may hold one, and PostgreSQL cannot store one.
+            raise ValueError("must not contain null characters")
         return value
 
 
