@@ -79,7 +79,6 @@ class ExecutionAdmin(admin.ModelAdmin):
     )
     list_display_links = ("short_id",)
     list_filter = ("status", "cmd", "created_from", "interrupt_source")
-    list_select_related = ("created_by",)
     search_fields = ("cmd", "profile", "title")
     date_hierarchy = "created_at"
     actions = ["interrupt_selected", "resume_selected"]
@@ -113,6 +112,7 @@ class ExecutionAdmin(admin.ModelAdmin):
                 "fields": (
                     "created_at",
                     "created_by",
+                    "created_by_name",
                     "created_from",
                     "started_at",
                     "finished_at",
@@ -193,9 +193,9 @@ class ExecutionAdmin(admin.ModelAdmin):
     @admin.display(description="Started by", ordering="created_from")
     def started_by(self, obj: Execution) -> str:
         source = obj.get_created_from_display()
-        if obj.created_by is None:
+        if not obj.created_by_name:
             return source
-        return f"{obj.created_by.get_username()} ({source})"
+        return f"{obj.created_by_name} ({source})"
 
     @admin.display(description="Interrupted by", ordering="interrupt_requested_at")
     def interrupted_by(self, obj: Execution) -> str | None:

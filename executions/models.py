@@ -89,6 +89,8 @@ class Execution(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
+    # Who started it, as text: kept when the user is deleted; a terminal's login.
+    created_by_name = models.CharField(max_length=200, blank=True)
     created_from = models.CharField(max_length=20, choices=Source.choices)
     resumed_from = models.ForeignKey(
         "self",
@@ -156,7 +158,7 @@ class Execution(models.Model):
             "created_at": _iso(self.created_at),
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
-            "created_by": _name(self.created_by) if self.created_by_id else None,
+            "created_by": self.created_by_name or None,
             "created_from": self.created_from,
             "resumed_from": str(self.resumed_from_id) if self.resumed_from_id else None,
             "params": self.params,

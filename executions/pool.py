@@ -52,9 +52,7 @@ def _reap(timeout: float) -> list[dict]:
     close_old_connections()
     return [
         execution.snapshot()
-        for execution in Execution.objects.stale(timeout).select_related(
-            "created_by", "interrupt_requested_by"
-        )
+        for execution in Execution.objects.stale(timeout)
         if execution.reap()
     ]
 

@@ -63,18 +63,12 @@ class RunObserver:
 
 @database_sync_to_async
 def _load(execution_id) -> Execution:
-    return Execution.objects.select_related(
-        "created_by", "interrupt_requested_by", "resumed_from"
-    ).get(pk=execution_id)
+    return Execution.objects.select_related("resumed_from").get(pk=execution_id)
 
 
 @database_sync_to_async
 def _snapshot(execution_id) -> dict:
-    return (
-        Execution.objects.select_related("created_by", "interrupt_requested_by")
-        .get(pk=execution_id)
-        .snapshot()
-    )
+    return Execution.objects.get(pk=execution_id).snapshot()
 
 
 @database_sync_to_async
@@ -83,13 +77,15 @@ def _claim(execution: Execution, runner: str) -> bool:
 
 
 @database_sync_to_async
-def _poll(execution: Execution, beat: bool) -> dict:
+def _poll(execution: Execution, beat: bool) -> dict | None:
+    """The row's status and interrupt request (None: the row is gone), with
+    the heartbeat written on the way when it is due."""
     if beat:
         execution.beat()
     return (
         Execution.objects.filter(pk=execution.pk)
         .values("status", "interrupt_requested_at", "interrupt_force")
-        .get()
+        .first()
     )
 
 
@@ -194,8 +190,14 @@ class Runner:
         )
         # If that refused, the row was already final (reaped as lost): the
         # database stays the truth, and watchers are told what it says.
-        execution = await _load(self.execution_id)
-        await broadcast.status_changed(await _snapshot(execution.id), groups.FINISHED)
+        try:
+            execution = await _load(self.execution_id)
+        except Execution.DoesNotExist:
+            logger.warning("execution %s was deleted while it ran", execution.id)
+            return execution
+        # `_load` selected everything `snapshot()` reads: no second trip to the
+        # database on the way from a stop to the watchers.
+        await broadcast.status_changed(execution.snapshot(), groups.FINISHED)
         for observer in self.observers:
             observer.finished(execution)
         return execution
@@ -288,10 +290,10 @@ class Runner:
                 # A database hiccup must not end the run; the next poll retries.
                 logger.warning("polling execution %s failed", execution.id)
             else:
-                if row["interrupt_requested_at"] is not None:
-                    self.signal.request(force=row["interrupt_force"])
-                if row["status"] in TERMINAL:
-                    # Someone ended this row without us (reaped): stop now.
+                if row is None or row["status"] in TERMINAL:
+                    # Someone ended or deleted this row without us: stop now.
                     self.signal.request(force=True)
+                elif row["interrupt_requested_at"] is not None:
+                    self.signal.request(force=row["interrupt_force"])
             polls += 1
             await asyncio.sleep(interval)

@@ -116,16 +116,14 @@ def parse_id(execution_id: Any) -> uuid.UUID:
 def get_execution(execution_id: Any, *, user=None) -> Execution:
     check(user, "view")
     try:
-        return Execution.objects.select_related(
-            "created_by", "interrupt_requested_by"
-        ).get(pk=parse_id(execution_id))
+        return Execution.objects.get(pk=parse_id(execution_id))
     except Execution.DoesNotExist:
         raise UnknownExecution(execution_id) from None
 
 
 def list_executions(*, user=None, status: str | None = None):
     check(user, "view")
-    queryset = Execution.objects.select_related("created_by")
+    queryset = Execution.objects.all()
     if status:
         queryset = queryset.filter(status=status)
     return queryset
@@ -141,6 +139,7 @@ def start_execution(
     source: str,
     resumed_from: Execution | None = None,
     dispatch: bool = True,
+    by_name: str = "",
 ) -> StartResult:
     """Validate and record a new execution, then hand it to the runner.
 
@@ -180,6 +179,7 @@ def start_execution(
                 strategy=strategy_text,
                 steps=[state.to_dict() for state in steps],
                 created_by=user,
+                created_by_name=by_name or (user.get_username() if user else ""),
                 created_from=source,
                 resumed_from=resumed_from,
                 queue=groups.WORKER_CHANNEL if dispatch and worker_mode() else "",
@@ -198,7 +198,12 @@ def start_execution(
 
 
 def resume_execution(
-    execution_id: Any, *, user=None, source: str, dispatch: bool = True
+    execution_id: Any,
+    *,
+    user=None,
+    source: str,
+    dispatch: bool = True,
+    by_name: str = "",
 ) -> StartResult:
     """Start the same command and params again, linked to the old execution;
     the steps that succeeded there are not run again (Peace's stepwise
@@ -216,6 +221,7 @@ def resume_execution(
         source=source,
         resumed_from=original,
         dispatch=dispatch,
+        by_name=by_name,
     )
 
 

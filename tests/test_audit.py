@@ -284,11 +284,6 @@ def test_audit_keeps_the_interrupters_name_when_the_account_is_deleted(
     assert_interrupt_shown(grace, interrupted.pk, "mallory", Source.API, REASON, False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Execution keeps no name of its starter (created_by is SET_NULL, and "
-    "a terminal's login is not recorded): who started it is lost",
-)
 def test_audit_keeps_the_starters_name_when_the_account_is_deleted(make_user, grace):
     gone = make_user("add", username="mallory")
     started = execution(Status.RUNNING, user=gone, source=Source.API)

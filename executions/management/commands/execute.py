@@ -104,10 +104,11 @@ class Command(BaseCommand):
             )
         if not resume and not cmd:
             raise CommandError("Name a command, or --resume ID.", returncode=USAGE)
+        login = getpass.getuser()
         try:
             if resume:
                 return services.resume_execution(
-                    resume, source=Source.CLI, dispatch=False
+                    resume, source=Source.CLI, dispatch=False, by_name=login
                 )
             return services.start_execution(
                 cmd,
@@ -116,6 +117,7 @@ class Command(BaseCommand):
                 strategy=strategy,
                 source=Source.CLI,
                 dispatch=False,
+                by_name=login,
             )
         except (
             services.UnknownCmd,
