@@ -243,3 +243,11 @@ def _limit(raw: str | None) -> int:
     raise services.ParamsError(
         {"limit": f"must be a whole number from 1 to {MAX_LIMIT}"}
     )
+
+
+def not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    """Any other URL under /api/: JSON, like every API answer."""
+    return JsonResponse(
+        {"error": "not_found", "message": f"No API endpoint at {request.path}."},
+        status=404,
+    )

@@ -236,6 +236,8 @@ class ExecutionConsumer(JsonConsumer):
             raise ClientError("not_running", str(error), status=error.status) from None
         except services.UnknownExecution as error:
             raise ClientError("not_found", str(error)) from None
+        except services.ParamsError as error:
+            raise ClientError("bad_message", str(error), fields=error.errors) from None
         await self.send_json(reply)
 
     async def execution_step(self, event: dict[str, Any]) -> None:

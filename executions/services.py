@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 RESUMABLE = (Status.INTERRUPTED, Status.FAILED, Status.LOST)
+MAX_REASON = 2000
 PERMISSIONS = {
     "view": "executions.view_execution",
     "add": "executions.add_execution",
@@ -188,6 +189,7 @@ def start_execution(
         active = Execution.objects.active().filter(profile=profile).first()
         if active is None:
             raise  # not the profile constraint after all
+        check(user, "view")  # the answer is someone's active run
         return StartResult(active, created=False)
     broadcast.status_changed_on_commit(execution.snapshot(), groups.CREATED)
     if dispatch:
@@ -236,18 +238,18 @@ def request_interrupt(
 ) -> InterruptResult:
     """Record the request on the row (durable), then push it to the runner
     through the channel layer after commit (fast). Idempotent; `force` may
-    escalate a pending request. Raises NotRunning for a finished execution."""
+    escalate a pending request. Raises NotRunning for a finished execution.
+    Interrupting takes the view permission too: the answer shows the run."""
     check(user, "interrupt")
     if source not in Source.values:
         raise ValueError(f"Unknown source {source!r}.")
-    execution = get_execution(execution_id)
+    # PostgreSQL cannot store a NUL character; it carries no meaning here.
+    reason = (reason or "").replace("\x00", "")
+    if len(reason) > MAX_REASON:
+        raise ParamsError({"reason": f"must be at most {MAX_REASON} characters"})
+    execution = get_execution(execution_id, user=user)
     result = execution.record_interrupt(
-        source=source,
-        user=user,
-        by_name=by_name,
-        force=force,
-        # PostgreSQL cannot store a NUL character; it carries no meaning here.
-        reason=(reason or "").replace("\x00", "")[:2000],
+        source=source, user=user, by_name=by_name, force=force, reason=reason
     )
     if result == "not_running":
         raise NotRunning(execution)

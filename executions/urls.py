@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from . import api, views
 
@@ -26,4 +26,5 @@ urlpatterns = [
         api.interrupt,
         name="api-interrupt",
     ),
+    re_path(r"^api/(?P<path>.*)$", api.not_found),
 ]

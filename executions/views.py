@@ -99,6 +99,13 @@ def execution_interrupt(request: HttpRequest, execution_id: str) -> HttpResponse
         )
     except services.UnknownExecution:
         raise Http404("No such execution.") from None
+    except services.ParamsError as error:
+        if wants_json:
+            return JsonResponse(
+                {"error": "invalid_params", "fields": error.errors}, status=400
+            )
+        messages.error(request, f"Not interrupted: {error}. Nothing changed.")
+        return _detail(request, _get_or_404(execution_id, request.user), status=400)
     except services.NotRunning as error:
         message = (
             f"Not running: this execution has finished ({error.status}). "

@@ -485,3 +485,17 @@ def test_create_dispatches_a_run_that_finishes(client, login):
 
     assert snapshot["status"] == "succeeded"
     assert snapshot["outcome"]["steps_processed"] == ["step-1"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path", ["/api/nothing/", "/api/executions/a/b/", "/api/executions//interrupt/"]
+)
+def test_unknown_api_url_is_json_404(client, path):
+    response = client.get(path)
+
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": "not_found",
+        "message": f"No API endpoint at {path}.",
+    }

@@ -273,7 +273,7 @@ def test_audit_is_kept_when_the_run_ends(ada, grace):
 def test_audit_keeps_the_interrupters_name_when_the_account_is_deleted(
     make_user, grace
 ):
-    gone = make_user("interrupt", username="mallory")
+    gone = make_user("view", "interrupt", username="mallory")
     interrupted = execution(Status.RUNNING)
     services.request_interrupt(
         interrupted.pk, user=gone, source=Source.API, reason=REASON

@@ -826,3 +826,29 @@ def test_hostile_text_is_escaped_on_every_page_and_in_the_admin(browser, tmp_pat
     for page, content in contents.items():
         assert XSS not in content, page
         assert escape(XSS) in content, page
+
+
+# -- a reason over 2000 characters: refused at every door, never cut ----------------
+
+LONG_REASON = "x" * 2001
+REASON_ERROR = "reason: must be at most 2000 characters"
+
+
+def test_every_door_refuses_a_reason_over_2000_characters(world, browser):
+    running = world[Status.RUNNING]
+    before = table()
+
+    api = post_json(
+        browser, f"/api/executions/{running.pk}/interrupt/", {"reason": LONG_REASON}
+    )
+    page = browser.post(f"/executions/{running.pk}/interrupt/", {"reason": LONG_REASON})
+    terminal = command("interrupt", str(running.pk), "--reason", LONG_REASON)
+
+    assert api.status_code == 400
+    assert api.json()["fields"] == {"reason": "must be at most 2000 characters"}
+    assert page.status_code == 400
+    assert ("error", f"Not interrupted: {REASON_ERROR}. Nothing changed.") in (
+        messages_of(page)
+    )
+    assert terminal == (2, REASON_ERROR)
+    assert table() == before

@@ -75,12 +75,14 @@ DOORS = {
     "page-start": Door(
         "add", "POST", "/executions/", {"cmd": "demo.steps"}, 302, ("view",)
     ),
-    "page-interrupt": Door("interrupt", "POST", "/executions/{}/interrupt/", {}, 302),
+    "page-interrupt": Door(
+        "interrupt", "POST", "/executions/{}/interrupt/", {}, 302, ("view",)
+    ),
     "api-list": Door("view", "GET", "/api/executions/"),
     "api-detail": Door("view", "GET", "/api/executions/{}/"),
     "api-start": Door("add", "POST", "/api/executions/", {"cmd": "demo.steps"}, 201),
     "api-interrupt": Door(
-        "interrupt", "POST", "/api/executions/{}/interrupt/", {}, 202
+        "interrupt", "POST", "/api/executions/{}/interrupt/", {}, 202, ("view",)
     ),
     "admin-list": Door("view", "GET", ADMIN),
     "admin-change": Door("view", "GET", ADMIN + "{}/change/"),
@@ -124,6 +126,19 @@ def test_door_refuses_a_user_without_its_permission(make_user, targets, name):
             "error": "forbidden",
             "message": f"You do not have permission to {door.action} executions.",
         }
+    assert table() == before
+
+
+@pytest.mark.parametrize("name", ["page-interrupt", "api-interrupt"])
+def test_door_interrupt_also_needs_view(make_user, targets, name):
+    # The answer shows the run, so interrupting one you may not see is refused.
+    door = DOORS[name]
+    client = logged_in(make_user("interrupt"))
+    before = table()
+
+    response = door.request(client, targets)
+
+    assert response.status_code == 403
     assert table() == before
 
 

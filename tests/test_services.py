@@ -293,7 +293,7 @@ def test_interrupt_refuses_an_unknown_source():
 
 def test_interrupt_records_who_from_where_why_and_when(make_user):
     execution = running_execution()
-    user = make_user("interrupt", username="alice")
+    user = make_user("view", "interrupt", username="alice")
     before = timezone.now()
 
     interrupt(execution.pk, user, source=Source.WEB, reason="wrong branch")
@@ -323,9 +323,20 @@ def test_interrupt_from_the_terminal_records_the_login_name():
     )
 
 
-def test_interrupt_keeps_at_most_2000_characters_of_reason():
+def test_interrupt_refuses_a_reason_over_2000_characters():
     execution = running_execution()
 
-    interrupt(execution.pk, reason="x" * 5000)
+    with pytest.raises(services.ParamsError) as raised:
+        interrupt(execution.pk, reason="x" * 2001)
 
-    assert fresh(execution).interrupt_reason == "x" * 2000
+    assert raised.value.errors == {"reason": "must be at most 2000 characters"}
+    assert fresh(execution).interrupt_requested_at is None
+
+
+def test_interrupt_needs_view_too(make_user):
+    execution = running_execution()
+
+    with pytest.raises(PermissionDenied):
+        interrupt(execution.pk, make_user("interrupt"))
+
+    assert fresh(execution).interrupt_requested_at is None

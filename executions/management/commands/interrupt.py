@@ -39,7 +39,7 @@ class Command(BaseCommand):
                 reason=reason,
                 by_name=getpass.getuser(),
             )
-        except services.UnknownExecution as error:
+        except (services.UnknownExecution, services.ParamsError) as error:
             raise CommandError(str(error), returncode=2) from None
         except services.NotRunning as error:
             raise CommandError(str(error), returncode=1) from None
