@@ -4,11 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements.txt benchmarks/requirements.txt | sha1sum | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: install system-deps run cluster test test-sqlite test-postgres lint format clean
+.PHONY: install system-deps run cluster test test-sqlite test-postgres lint format clean bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +59,23 @@ lint: install
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+$(BENCH_STAMP): requirements.txt benchmarks/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r benchmarks/requirements.txt
+	rm -f $(VENV)/.bench-*
+	touch $(BENCH_STAMP)
+
+# Benchmarks against the floors and against Celery and RQ (docs/benchmarks.md).
+# Starts redis-server, daphne, workers, a Celery and an RQ worker on 127.0.0.1
+# and stops them. About 7 minutes; `make bench BENCH_ARGS=--quick` for a
+# smoke run of about 2 (its report goes to var/benchmarks/).
+bench: $(BENCH_STAMP)
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "Installing Debian packages: redis-server"; \
+		apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+	BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test_db.sqlite3*

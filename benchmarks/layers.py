@@ -118,6 +118,31 @@ async def queue_semantics(kind: str, url: str, requests: int = 20) -> tuple[int,
     return len(set(received)), len(received)
 
 
+async def run(context) -> None:
+    """For `python -m benchmarks`: the same measurements, on its Redis."""
+    samples = context.samples(300, 30)
+    rows = [("in-memory group_send → receive (floor)", await in_memory_floor(samples))]
+    for kind in LAYERS:
+        rows.append(
+            (
+                f"{kind}: group_send → receive, other process",
+                await push_latency(kind, context.redis_url, samples),
+            )
+        )
+    lines = [
+        "| layer | requests sent | distinct received | deliveries |",
+        "|---|---|---|---|",
+    ]
+    for kind in LAYERS:
+        distinct, total = await queue_semantics(kind, context.redis_url)
+        lines.append(f"| {kind} | 40 (20 before any worker) | {distinct} | {total} |")
+    context.results["layers"] = {
+        "rows": rows,
+        "floor": rows[0][0],
+        "markdown": "\n".join(lines),
+    }
+
+
 async def main(samples: int) -> None:
     with redis_server() as url:
         rows = [

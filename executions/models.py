@@ -243,7 +243,10 @@ class Execution(models.Model):
             "interrupt_force": force,
             "interrupt_reason": reason,
         }
-        if self._transition(
+        # A status never goes back to queued: if this instance saw the row
+        # past it, the write below cannot match, so it is not attempted (it
+        # would take SQLite's write lock for nothing on every interrupt).
+        if self.status == Status.QUEUED and self._transition(
             [Status.QUEUED],
             status=Status.INTERRUPTED,
             finished_at=now,

@@ -99,6 +99,22 @@ def _finish(execution: Execution, status: str, outcome: dict, steps) -> bool:
     return execution.finish(status, outcome=outcome, steps=steps)
 
 
+async def _stop(helpers: list[asyncio.Future]) -> None:
+    """Cancel a run's helpers and wait until they are gone.
+
+    A cancellation can be lost: on Python 3.11, `asyncio.wait_for` (which
+    redis-py puts around every socket write) returns the result instead of
+    raising when the cancel lands as the write completes. A helper that lives
+    on would hold the run, and its worker's slot, forever: each one still
+    running is cancelled again."""
+    pending = set(helpers)
+    while pending:
+        for helper in pending:
+            helper.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.05)
+    await asyncio.gather(*helpers, return_exceptions=True)
+
+
 def done_before(execution: Execution) -> list[str]:
     """For a resumed execution, the steps that succeeded in the run it
     resumes: they are not run again."""
@@ -135,6 +151,7 @@ class Runner:
         # layer is slower than the engine.
         self._outbox: dict[str, dict] = {}
         self._outbox_ready = asyncio.Event()
+        self._closing = False
 
     async def run(self) -> Execution:
         execution = await _load(self.execution_id)
@@ -156,8 +173,8 @@ class Runner:
             asyncio.ensure_future(self._listen_for_interrupts(execution)),
             asyncio.ensure_future(self._poll_database(execution)),
             asyncio.ensure_future(self._write_progress(execution)),
-            asyncio.ensure_future(self._send_progress(execution)),
         ]
+        sender = asyncio.ensure_future(self._send_progress(execution))
         try:
             if steps is None:
                 outcome = Outcome(
@@ -177,9 +194,12 @@ class Runner:
                     skip=done_before(execution),
                 ).run()
         finally:
-            for helper in helpers:
-                helper.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            # The sender is told to finish rather than cancelled mid-send
+            # (see `_stop`); what it leaves, the flush below sends.
+            self._closing = True
+            self._outbox_ready.set()
+            await asyncio.wait([sender], timeout=1.0)
+            await _stop([*helpers, sender])
         await self._flush_progress(execution)
 
         await _finish(
@@ -216,7 +236,7 @@ class Runner:
 
     async def _send_progress(self, execution: Execution) -> None:
         group = groups.watch_group(execution.id)
-        while True:
+        while not self._closing:
             await self._outbox_ready.wait()
             await self._drain_outbox(execution, group)
 

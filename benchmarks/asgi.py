@@ -1,0 +1,70 @@
+"""The ASGI application the benchmarks serve with daphne: the product's own
+application with the probes installed, plus a bare Channels consumer as the
+floor for fan-out (`/ws/bench/watch/` joins one group and forwards its events;
+`/ws/bench/send/` stamps each message it receives and sends it to the group),
+and a bare ASGI HTTP answer (`/bench/ping/`, 204, no Django) as the floor of
+an HTTP request to daphne.
+
+    daphne -b 127.0.0.1 -p PORT benchmarks.asgi:application
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "peace_site.settings")
+
+# The product's application first: it sets Django up.
+from peace_site.asgi import application as peace_application  # noqa: I001
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from benchmarks import probe
+
+probe.install()
+
+BARE_GROUP = "bench-bare"
+
+
+class BareWatcher(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        await self.channel_layer.group_add(BARE_GROUP, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        await self.channel_layer.group_discard(BARE_GROUP, self.channel_name)
+
+    async def bench_event(self, event: dict) -> None:
+        await self.send_json(
+            {"type": "step", "sent": event["sent"], "step": event["step"]}
+        )
+
+
+class BareSender(AsyncJsonWebsocketConsumer):
+    async def receive_json(self, content: dict, **kwargs) -> None:
+        await self.channel_layer.group_send(
+            BARE_GROUP,
+            {"type": "bench.event", "sent": time.time(), "step": content["step"]},
+        )
+
+
+_watcher = BareWatcher.as_asgi()
+_sender = BareSender.as_asgi()
+
+
+async def ping(scope, receive, send) -> None:
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def application(scope, receive, send):
+    if scope["type"] == "http" and scope["path"] == "/bench/ping/":
+        return await ping(scope, receive, send)
+    if scope["type"] == "websocket" and scope["path"] == "/ws/bench/watch/":
+        return await _watcher(scope, receive, send)
+    if scope["type"] == "websocket" and scope["path"] == "/ws/bench/send/":
+        return await _sender(scope, receive, send)
+    return await peace_application(scope, receive, send)

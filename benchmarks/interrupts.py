@@ -1,0 +1,293 @@
+"""Scenarios 1 and 2: interrupt delivery and interrupt to stopped.
+
+For each door — the JSON API, the websocket, the admin action, `manage.py
+interrupt`, SIGINT to `manage.py execute` — and for each deployment — the
+embedded default (in-memory layer, runs inside daphne) and Redis (pub/sub
+layer, runs on a `runworker executions` process):
+
+- delivery: from the moment the door is used (just before the request is
+  sent, the websocket frame written, the subprocess spawned, `os.kill`) to the
+  moment the runner's in-memory `InterruptSignal` is set (a listener the probe
+  adds reports `time.time()` in the runner's process);
+- stopped: from the same moment to the moment a websocket watcher of the
+  execution receives it as `interrupted`. The step is cooperative: it checks
+  the interrupt every 10 ms.
+
+Each sample is its own execution, alone on the site, interrupted 10-30 ms
+after its runner joined its control group (a random phase). The floor is a
+bare `group_send` → `receive` on the same layer set-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from benchmarks import layers
+from benchmarks.stack import LONG_STEP, Context, Site, desync, site
+from benchmarks.support import PYTHON, ROOT
+
+WARMUP = 3
+FLOOR_MEMORY = "in-memory group_send → receive, one process (floor)"
+FLOOR_PUBSUB = "pub/sub layer group_send → receive, other process (floor)"
+CLI_FLOOR = "manage.py interrupt UNKNOWN-ID: spawn → exit"
+IDLE_SERVER = "Redis: API → watcher sees, quiet server (no list page)"
+PING = "HTTP GET round trip, bare ASGI on daphne (reference)"
+DJANGO_404 = "HTTP GET round trip, a Django 404 (reference)"
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000
+
+
+@asynccontextmanager
+async def listing(server: Site) -> AsyncIterator[None]:
+    """Someone has the list page open: a socket on `/ws/executions/` that
+    hears every execution's created / status / finished events."""
+    socket = await server.websocket("/ws/executions/")
+
+    async def drain() -> None:
+        async for _ in socket:
+            pass
+
+    reader = asyncio.ensure_future(drain())
+    try:
+        yield
+    finally:
+        await socket.close()
+        await asyncio.gather(reader, return_exceptions=True)
+
+
+async def until_interrupted(watcher) -> float:
+    """When the watcher receives the execution as `interrupted`."""
+    async for raw in watcher:
+        received = time.time()
+        message = json.loads(raw)
+        execution = message.get("execution") or {}
+        if execution.get("status") == "interrupted":
+            return received
+    raise RuntimeError("the watcher's socket closed before `interrupted`")
+
+
+async def door_api(site: Site, key: str, watcher) -> tuple[float, float | None]:
+    return await site.interrupt_api(key)
+
+
+async def door_websocket(site: Site, key: str, watcher) -> tuple[float, float | None]:
+    sent = time.time()
+    await watcher.send(json.dumps({"type": "interrupt"}))
+    return sent, None
+
+
+async def door_admin(site: Site, key: str, watcher) -> tuple[float, float | None]:
+    def call() -> tuple[float, float]:
+        sent = time.time()
+        status, _ = site.http.post_form(
+            "/admin/executions/execution/",
+            {
+                "action": "interrupt_selected",
+                "_selected_action": str(uuid.UUID(key)),
+                "index": "0",
+                "select_across": "0",
+            },
+        )
+        if status != 302:
+            raise RuntimeError(f"admin action answered {status}")
+        return sent, time.time()
+
+    return await asyncio.to_thread(call)
+
+
+async def door_cli(site: Site, key: str, watcher) -> tuple[float, float | None]:
+    sent = time.time()
+    process = await asyncio.create_subprocess_exec(
+        PYTHON,
+        "manage.py",
+        "interrupt",
+        str(uuid.UUID(key)),
+        cwd=ROOT,
+        env=site.env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    if await process.wait() != 0:
+        raise RuntimeError(f"manage.py interrupt exited {process.returncode}")
+    return sent, time.time()
+
+
+DOORS = {
+    "API POST": door_api,
+    "websocket message": door_websocket,
+    "admin action": door_admin,
+    "manage.py interrupt": door_cli,
+}
+
+
+async def one(site: Site, door) -> dict[str, float]:
+    key = await site.start_joined()
+    watcher = await site.watch(key)
+    seen = asyncio.ensure_future(until_interrupted(watcher))
+    await desync()
+    sent, replied = await door(site, key, watcher)
+    signalled = await site.wait("signal", key)
+    seen_at = await asyncio.wait_for(seen, 60)
+    await site.wait("done", key)
+    await watcher.close()
+    result = {"delivery": ms(signalled["t"] - sent), "stopped": ms(seen_at - sent)}
+    result["signal → seen"] = ms(seen_at - signalled["t"])
+    if replied is not None:
+        result["reply"] = ms(replied - sent)
+    return result
+
+
+async def measure(site: Site, door, samples: int) -> dict[str, list[float]]:
+    series: dict[str, list[float]] = {}
+    for index in range(samples + WARMUP):
+        result = await one(site, door)
+        if index < WARMUP:
+            continue
+        for name, value in result.items():
+            series.setdefault(name, []).append(value)
+    return series
+
+
+async def cli_floor(site: Site, samples: int) -> list[float]:
+    """What spawning `manage.py interrupt` costs before it can do anything:
+    Python, Django set-up, one query for an unknown ID, exit."""
+    latencies = []
+    for _ in range(samples):
+        started = time.time()
+        process = await asyncio.create_subprocess_exec(
+            PYTHON,
+            "manage.py",
+            "interrupt",
+            str(uuid.uuid4()),
+            cwd=ROOT,
+            env=site.env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await process.wait()
+        latencies.append(ms(time.time() - started))
+    return latencies
+
+
+async def round_trips(site: Site, path: str, samples: int) -> list[float]:
+    """HTTP GET round trips over the session's keep-alive connection."""
+
+    def call() -> list[float]:
+        latencies = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            site.http.request("GET", path)
+            latencies.append(ms(time.perf_counter() - started))
+        return latencies
+
+    return await asyncio.to_thread(call)
+
+
+async def sigint(site: Site, samples: int) -> dict[str, list[float]]:
+    """Ctrl-C: SIGINT to a probed `manage.py execute` (its own runner)."""
+    argv = [PYTHON, "-m", "benchmarks.harness", "execute", "demo.steps", "--json"]
+    for name, value in LONG_STEP.items():
+        argv += ["--param", f"{name}={value}"]
+    series: dict[str, list[float]] = {"delivery": [], "exit": []}
+    for index in range(samples + 1):
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=ROOT,
+            env=site.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        key = uuid.UUID((await process.stdout.readline()).decode().strip()).hex
+        await site.wait("joined", key)
+        await desync()
+        sent = time.time()
+        process.send_signal(signal.SIGINT)
+        signalled = await site.wait("signal", key)
+        await process.communicate()
+        exited = time.time()
+        if process.returncode != 130:
+            raise RuntimeError(f"execute exited {process.returncode}, not 130")
+        if index:
+            series["delivery"].append(ms(signalled["t"] - sent))
+            series["exit"].append(ms(exited - sent))
+    return series
+
+
+async def run(context: Context) -> None:
+    samples = context.samples(200, 20)
+    slow = context.samples(20, 4)
+    memory_rows = [(FLOOR_MEMORY, await layers.in_memory_floor(samples))]
+    stopped_rows = []
+    async with site(context, "interrupts-inprocess") as server, listing(server):
+        for name, door in DOORS.items():
+            count = slow if door is door_cli else samples
+            series = await measure(server, door, count)
+            memory_rows.append((f"{name} → signal set", series["delivery"]))
+            stopped_rows.append(
+                (f"in-process: {name} → watcher sees", series["stopped"])
+            )
+            if "reply" in series and door is not door_cli:
+                memory_rows.append(
+                    (f"{name}: its response back (reference)", series["reply"])
+                )
+            if door is door_api:
+                stopped_rows.append(
+                    (
+                        "in-process: API: signal set → watcher sees",
+                        series["signal → seen"],
+                    )
+                )
+        memory_rows.append((CLI_FLOOR + " (reference)", await cli_floor(server, slow)))
+        memory_rows.append((PING, await round_trips(server, "/bench/ping/", samples)))
+        memory_rows.append(
+            (DJANGO_404, await round_trips(server, "/bench/no-such-page/", samples))
+        )
+        ctrl_c = await sigint(server, slow)
+        memory_rows.append(
+            ("SIGINT to manage.py execute → signal set", ctrl_c["delivery"])
+        )
+        memory_rows.append(
+            ("SIGINT to manage.py execute → exit 130 (reference)", ctrl_c["exit"])
+        )
+    context.results["interrupts_inprocess"] = {
+        "rows": memory_rows,
+        "floor": FLOOR_MEMORY,
+    }
+
+    redis_rows = [
+        (FLOOR_PUBSUB, await layers.push_latency("pubsub", context.redis_url, samples))
+    ]
+    async with site(context, "interrupts-redis", redis=True, workers=1) as server:
+        # Nothing subscribed in daphne: channels_redis's pub/sub reader then
+        # polls every 100 ms, which the first watcher of a quiet server pays.
+        idle = await measure(server, door_api, context.samples(60, 5))
+        stopped_rows.append((IDLE_SERVER, idle["stopped"]))
+        async with listing(server):
+            redis_rows += await doors_over_redis(server, samples, slow, stopped_rows)
+        redis_rows.append((CLI_FLOOR + " (reference)", await cli_floor(server, slow)))
+    context.results["interrupts_redis"] = {"rows": redis_rows, "floor": FLOOR_PUBSUB}
+    context.results["stopped"] = {"rows": stopped_rows}
+
+
+async def doors_over_redis(
+    server: Site, samples: int, slow: int, stopped_rows: list
+) -> list[tuple[str, list[float]]]:
+    rows = []
+    for name, door in DOORS.items():
+        count = slow if door is door_cli else samples
+        series = await measure(server, door, count)
+        rows.append((f"{name} → signal set (worker)", series["delivery"]))
+        stopped_rows.append((f"Redis: {name} → watcher sees", series["stopped"]))
+        if door is door_api:
+            stopped_rows.append(
+                ("Redis: API: signal set → watcher sees", series["signal → seen"])
+            )
+    return rows

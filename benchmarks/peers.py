@@ -1,0 +1,197 @@
+"""Scenario 3: the peers, on the same machine and the same Redis.
+
+Each is asked to stop a task that sleeps in 10 ms steps, and measured from
+the call that asks (just before it) to the moment the task learns of it:
+
+- Celery `revoke(terminate=True)`: a forced kill. The worker's main process
+  hears the broadcast and sends SIGTERM to the pool process running the task;
+  the task's SIGTERM handler reports the moment it arrives.
+- Celery `AbortableAsyncResult.abort()`: the cooperative one. The task polls
+  `is_aborted()` (a result-backend read) every 10 ms and reports when it
+  first sees it.
+- RQ `send_stop_job_command`: the worker SIGKILLs the work horse, which
+  cannot report; the benchmark holds a pidfd on the horse and takes the moment
+  the process is gone.
+- Ours, from a Python process like theirs: `services.request_interrupt` (the
+  durable write, then the push) to the moment the worker's runner's signal is
+  set — graceful, the step then stops at its checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import select
+import signal
+import subprocess
+import time
+
+from benchmarks.interrupts import FLOOR_PUBSUB, WARMUP, ms
+from benchmarks.stack import Context, desync, site
+from benchmarks.support import PYTHON, Processes
+
+CELERY_TERMINATE = "Celery revoke(terminate=True) → SIGTERM in task (forced)"
+CELERY_ABORT = "Celery AbortableTask abort() → task sees it (10 ms poll)"
+RQ_STOP = "RQ send_stop_job_command → work horse gone (forced)"
+OURS_SCRIPT = "ours: request_interrupt() in a process → signal (graceful)"
+TASK_SECONDS = 600
+
+
+async def ours(context: Context, samples: int) -> list[float]:
+    latencies = []
+    async with site(context, "peers-ours", redis=True, workers=1) as server:
+        client = subprocess.Popen(
+            [PYTHON, "-m", "benchmarks.client"],
+            env=server.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            for index in range(samples + WARMUP):
+                key = await server.start_joined()
+                await desync()
+                client.stdin.write(key + "\n")
+                client.stdin.flush()
+                sent = float(await asyncio.to_thread(client.stdout.readline))
+                signalled = await server.wait("signal", key)
+                await server.wait("done", key)
+                if index >= WARMUP:
+                    latencies.append(ms(signalled["t"] - sent))
+        finally:
+            client.stdin.close()
+            client.wait(timeout=30)
+    return latencies
+
+
+def _pause() -> None:
+    time.sleep(random.uniform(0.01, 0.03))
+
+
+def _wait_gone(pid: int, timeout: float = 30) -> float | None:
+    """When process `pid` ends (a pidfd turns readable), or None."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return time.time()
+    try:
+        readable, _, _ = select.select([fd], [], [], timeout)
+        return time.time() if readable else None
+    finally:
+        os.close(fd)
+
+
+def celery_terminate(context: Context, samples: int) -> list[float]:
+    from benchmarks import peer_tasks
+
+    latencies = []
+    with peer_tasks.app.connection_for_write() as connection:
+        for index in range(samples + WARMUP):
+            result = peer_tasks.killable.apply_async((TASK_SECONDS,))
+            started = context.collector.wait("started", result.id, 60)
+            _pause()
+            sent = time.time()
+            peer_tasks.app.control.revoke(
+                result.id, terminate=True, connection=connection
+            )
+            signalled = context.collector.wait("signal", result.id, 30)
+            _wait_gone(started["pid"])
+            if index >= WARMUP:
+                latencies.append(ms(signalled["t"] - sent))
+    return latencies
+
+
+def celery_abort(context: Context, samples: int) -> list[float]:
+    from celery.contrib.abortable import AbortableAsyncResult
+
+    from benchmarks import peer_tasks
+
+    latencies = []
+    for index in range(samples + WARMUP):
+        result = peer_tasks.abortable.apply_async((TASK_SECONDS,))
+        context.collector.wait("started", result.id, 60)
+        _pause()
+        sent = time.time()
+        AbortableAsyncResult(result.id, app=peer_tasks.app).abort()
+        signalled = context.collector.wait("signal", result.id, 30)
+        result.get(timeout=30)
+        if index >= WARMUP:
+            latencies.append(ms(signalled["t"] - sent))
+    return latencies
+
+
+def rq_stop(context: Context, samples: int) -> tuple[list[float], int]:
+    from redis import Redis
+    from rq import Queue
+    from rq.command import send_stop_job_command
+
+    from benchmarks.peer_tasks import QUEUE
+
+    connection = Redis.from_url(context.redis_url)
+    queue = Queue(QUEUE, connection=connection)
+    latencies, lost = [], 0
+    for index in range(samples + WARMUP):
+        job = queue.enqueue(
+            "benchmarks.peer_tasks.rq_job", TASK_SECONDS, job_timeout=TASK_SECONDS * 2
+        )
+        started = context.collector.wait("started", job.id, 60)
+        _pause()
+        sent = time.time()
+        send_stop_job_command(connection, job.id)
+        gone = _wait_gone(started["pid"])
+        if gone is None:  # the stop was lost: end the horse ourselves, by PID
+            lost += 1
+            os.kill(started["pid"], signal.SIGKILL)
+            _wait_gone(started["pid"])
+        elif index >= WARMUP:
+            latencies.append(ms(gone - sent))
+    connection.close()
+    return latencies, lost
+
+
+async def run(context: Context) -> None:
+    samples = context.samples(200, 15)
+    os.environ["PEACE_BENCH_REDIS"] = context.redis_url
+    rows = []
+    earlier = context.results.get("interrupts_redis", {}).get("rows", [])
+    floor = dict(earlier).get(FLOOR_PUBSUB)
+    if floor is None:
+        from benchmarks import layers
+
+        floor = await layers.push_latency("pubsub", context.redis_url, samples)
+    rows.append((FLOOR_PUBSUB, floor))
+    rows.append((OURS_SCRIPT, await ours(context, samples)))
+    for name, series in earlier:
+        if name.startswith(("API POST", "websocket message")):
+            rows.append((f"ours: {name}", series))
+
+    env = context.env(PEACE_BENCH_REDIS=context.redis_url)
+    with Processes(context.scratch) as processes:
+        processes.start(
+            "celery",
+            [PYTHON, "-m", "celery", "-A", "benchmarks.peer_tasks", "worker"]
+            + ["--pool=prefork", "--concurrency=1", "--loglevel=WARNING"]
+            + ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+            + ["-n", "peace-bench@127.0.0.1"],
+            env,
+        )
+        rows.append(
+            (
+                CELERY_TERMINATE,
+                await asyncio.to_thread(celery_terminate, context, samples),
+            )
+        )
+        rows.append(
+            (CELERY_ABORT, await asyncio.to_thread(celery_abort, context, samples))
+        )
+        processes.stop_all()
+        processes.start(
+            "rq",
+            [PYTHON, "-m", "rq.cli", "worker", "--url", context.redis_url]
+            + ["--path", ".", "--logging_level", "WARNING", "peace-bench"],
+            env,
+        )
+        latencies, lost = await asyncio.to_thread(rq_stop, context, samples)
+        rows.append((RQ_STOP, latencies))
+    context.results["peers"] = {"rows": rows, "floor": FLOOR_PUBSUB, "rq_lost": lost}

@@ -1,0 +1,118 @@
+"""Scenario 6: 10, 50 and 100 concurrent executions in one server.
+
+The embedded default: daphne with the in-memory layer runs every execution
+(each a cooperative step checking every 10 ms, reporting progress every
+tick). At each level, with that many running:
+
+- the server process's CPU (user + system, % of one core) and resident
+  memory, measured with psutil over a quiet window;
+- interrupt delivery through the API (as in scenario 1), one execution at a
+  time, each replaced by a new one so the count stays;
+- memory after that churn, and once every execution has ended: flat means
+  no growth with executions that came and went.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+
+import psutil
+
+from benchmarks.interrupts import ms
+from benchmarks.stack import Context, Site, desync, site
+
+QUIET = 3.0
+
+
+async def cpu_percent(process: psutil.Process, seconds: float) -> float:
+    before, started = process.cpu_times(), time.monotonic()
+    await asyncio.sleep(seconds)
+    after, elapsed = process.cpu_times(), time.monotonic() - started
+    used = (after.user - before.user) + (after.system - before.system)
+    return 100 * used / elapsed
+
+
+def rss_mib(process: psutil.Process) -> float:
+    return process.memory_info().rss / 1024 / 1024
+
+
+async def level(server: Site, count: int, samples: int) -> dict:
+    process = psutil.Process(server.daphne.pid)
+    running = deque()
+    for _ in range(count):
+        running.append(await server.start_joined())
+    await asyncio.sleep(1.0)
+    result = {"count": count, "cpu": await cpu_percent(process, QUIET)}
+    result["rss"] = rss_mib(process)
+    latencies = []
+    busy_before, started = process.cpu_times(), time.monotonic()
+    for _ in range(samples):
+        key = running.popleft()
+        await desync()
+        sent, _ = await server.interrupt_api(key)
+        signalled = await server.wait("signal", key)
+        latencies.append(ms(signalled["t"] - sent))
+        running.append(await server.start_joined())
+        await server.wait("done", key)
+    busy_after, elapsed = process.cpu_times(), time.monotonic() - started
+    result["cpu_interrupting"] = (
+        100
+        * (
+            (busy_after.user - busy_before.user)
+            + (busy_after.system - busy_before.system)
+        )
+        / elapsed
+    )
+    result["rss_after_churn"] = rss_mib(process)
+    result["latencies"] = latencies
+    for key in running:
+        await server.interrupt_api(key)
+    for key in running:
+        await server.wait("done", key)
+    await asyncio.sleep(1.0)
+    result["rss_after_end"] = rss_mib(process)
+    return result
+
+
+async def run(context: Context) -> None:
+    samples = context.samples(200, 15)
+    counts = (10, 50) if context.quick else (10, 50, 100)
+    levels = []
+    async with site(context, "scale") as server:
+        process = psutil.Process(server.daphne.pid)
+        # Warm up: one execution through, so imports and caches are paid.
+        key = await server.start_joined()
+        await server.interrupt_api(key)
+        await server.wait("done", key)
+        baseline = {"cpu": await cpu_percent(process, QUIET), "rss": rss_mib(process)}
+        for count in counts:
+            levels.append(await level(server, count, samples))
+        baseline["rss_end"] = rss_mib(process)
+    context.results["scale"] = {"baseline": baseline, "levels": levels}
+
+
+def markdown(section: dict) -> str:
+    from benchmarks.support import summary
+
+    base = section["baseline"]
+    lines = [
+        f"Idle server (no execution): CPU {base['cpu']:.1f} % of a core, "
+        f"RSS {base['rss']:.0f} MiB; after every level: {base['rss_end']:.0f} MiB.",
+        "",
+        "| concurrent | CPU, running (% of a core) | CPU, while interrupting "
+        "| RSS running (MiB) | RSS after churn | RSS once all ended "
+        "| interrupts | p50 (ms) | p90 | p99 | max |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for level in section["levels"]:
+        stat = summary(level["latencies"])
+        lines.append(
+            f"| {level['count']} | {level['cpu']:.0f} "
+            f"| {level['cpu_interrupting']:.0f} "
+            f"| {level['rss']:.0f} | {level['rss_after_churn']:.0f} "
+            f"| {level['rss_after_end']:.0f} | {stat['n']} | {stat['p50']:.2f} "
+            f"| {stat['p90']:.2f} | {stat['p99']:.2f} | {stat['max']:.2f} |"
+        )
+    return "\n".join(lines)
