@@ -55,7 +55,7 @@ class InterruptForm(forms.Form):
 
     reason = forms.CharField(
         required=False,
-        max_length=2000,
+        max_length=services.MAX_REASON,
         widget=forms.TextInput(attrs={"placeholder": "Reason (optional)", "size": 40}),
     )
     force = forms.BooleanField(required=False)

@@ -259,7 +259,9 @@ class Execution(models.Model):
         if queryset.filter(
             status=Status.RUNNING, interrupt_requested_at__isnull=True
         ).update(status=Status.INTERRUPTING, **request):
-            self.refresh_from_db()
+            # The row now holds exactly what was written: no need to re-read.
+            for field, value in {"status": Status.INTERRUPTING, **request}.items():
+                setattr(self, field, value)
             return "requested"
         if force and queryset.filter(status__in=RUNNING, interrupt_force=False).update(
             status=Status.INTERRUPTING, interrupt_force=True

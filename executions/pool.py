@@ -11,7 +11,6 @@ import threading
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 
 from . import broadcast, groups, services
 from .models import Execution, Source, Status
@@ -49,7 +48,6 @@ def _request_shutdown(execution_id, force: bool) -> None:
 @database_sync_to_async
 def _reap(timeout: float) -> list[dict]:
     """End executions whose runner stopped heartbeating (see `reap()`)."""
-    close_old_connections()
     return [
         execution.snapshot()
         for execution in Execution.objects.stale(timeout)

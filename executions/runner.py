@@ -67,11 +67,6 @@ def _load(execution_id) -> Execution:
 
 
 @database_sync_to_async
-def _snapshot(execution_id) -> dict:
-    return Execution.objects.get(pk=execution_id).snapshot()
-
-
-@database_sync_to_async
 def _claim(execution: Execution, runner: str) -> bool:
     return execution.claim(runner)
 
@@ -164,7 +159,8 @@ class Runner:
             steps, strategy, setup_error = None, None, error
         if not self.claimed and not await _claim(execution, self.runner_id):
             return await _load(self.execution_id)  # interrupted while queued
-        await broadcast.status_changed(await _snapshot(execution.id))
+        # claim() left the instance as the row now stands.
+        await broadcast.status_changed(execution.snapshot())
         for observer in self.observers:
             observer.started(execution)
         self._steps = {step["id"]: dict(step) for step in execution.steps}

@@ -256,7 +256,7 @@ def request_interrupt(
     if result in ("requested", "escalated"):
         broadcast.interrupt_on_commit(execution.id, force=execution.interrupt_force)
     if result != "already":
-        execution = get_execution(execution.id)
+        # record_interrupt left the instance as the row now stands.
         event = groups.FINISHED if execution.is_finished else groups.STATUS
         broadcast.status_changed_on_commit(execution.snapshot(), event)
     return InterruptResult(execution, result)
