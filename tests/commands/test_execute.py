@@ -34,7 +34,8 @@ def demo_steps(*params: str) -> list[str]:
 
 
 def test_execute_sigint_interrupts_gracefully(execute):
-    process = execute(*demo_steps("count=5", "seconds=0.6"))
+    # Step 2 lasts long enough that the SIGINT surely lands inside it.
+    process = execute(*demo_steps("count=5", "seconds=2"))
     execution_id = process.first_line()
     process.wait_for("succeeded   step-1")
 
@@ -92,8 +93,12 @@ def test_execute_interrupted_from_another_process(execute, manage_py, subprocess
         [*manage_py, "interrupt", execution_id, "--reason", "maintenance"],
         subprocess_env,
     )
+    try:
+        code = other.wait()
+    finally:
+        other.stop()
 
-    assert other.wait() == 0
+    assert code == 0
     assert "Interrupt requested" in other.output
     assert process.wait() == 130
     execution = Execution.objects.get(pk=execution_id)

@@ -21,7 +21,7 @@ def test_admin_action_interrupts_a_run_watched_in_another_window(
     page, watching = starter.new_page(), watcher.new_page()
     log_in(page, operator)
     log_in(watching, operator)
-    execution_id = start_from_list(page, daphne_url, count=6, seconds=1.0)
+    execution_id = start_from_list(page, daphne_url, count=6, seconds=3.0)
     watching.goto(f"{daphne_url}/executions/{execution_id}/")
     expect(watching.locator(STATUS)).to_have_text("running", timeout=LIVE)
 

@@ -80,7 +80,8 @@ def test_browser_start_watch_and_interrupt_live(
     log_in(page, alice)
     log_in(other, bob)
 
-    execution_id = start_from_list(page, daphne_url, count=6, seconds=0.6)
+    # Steps long enough that the checks before the click fit in the run.
+    execution_id = start_from_list(page, daphne_url, count=6, seconds=2)
 
     # Bob's list shows the new execution without a reload.
     expect(other.locator(f'tr[data-execution-id="{execution_id}"]')).to_be_visible(

@@ -48,6 +48,8 @@ class Gate:
     def __init__(self) -> None:
         self.started = asyncio.Event()
         self.opened = asyncio.Event()
+        #: Set when the step was cancelled while it waited.
+        self.cancelled = asyncio.Event()
 
     async def wait_started(self) -> None:
         await asyncio.wait_for(self.started.wait(), HANG)
@@ -77,24 +79,34 @@ def gated(step_id: str, gate: Gate, *after: str, cooperative: bool = False) -> S
 
     async def run(ctx: StepContext) -> None:
         gate.started.set()
-        while True:
-            if cooperative:
-                ctx.checkpoint()
-            if gate.opened.is_set():
-                return
-            await asyncio.sleep(0.001)
+        try:
+            while True:
+                if cooperative:
+                    ctx.checkpoint()
+                if gate.opened.is_set():
+                    return
+                await asyncio.sleep(0.001)
+        except asyncio.CancelledError:
+            gate.cancelled.set()
+            raise
 
     return Step(step_id, run, after=after)
 
 
 def blocking_sync(
-    step_id: str, started: threading.Event, release: threading.Event
+    step_id: str,
+    started: threading.Event,
+    release: threading.Event,
+    returned: threading.Event | None = None,
 ) -> Step:
-    """A plain `def` step (run in a thread) that blocks until released."""
+    """A plain `def` step (run in a thread) that blocks until released, and
+    says when it has returned."""
 
     def run(ctx: StepContext) -> None:
         started.set()
         release.wait(HANG)
+        if returned is not None:
+            returned.set()
 
     return Step(step_id, run)
 

@@ -338,7 +338,7 @@ async def test_force_cancels_async_steps_in_flight():
     scheduler.signal.request(force=True)
     outcome = await task
 
-    assert not gate.opened.is_set()
+    assert gate.cancelled.is_set()
     assert outcome.kind is OutcomeKind.INTERRUPTED
     assert outcome.steps_not_processed == ("a", "b")
     assert scheduler.states["a"].status is StepStatus.INTERRUPTED
@@ -347,17 +347,19 @@ async def test_force_cancels_async_steps_in_flight():
 
 
 async def test_force_abandons_sync_steps_and_ends_the_run_at_once():
-    started, release = threading.Event(), threading.Event()
-    scheduler = Scheduler([blocking_sync("a", started, release), noop("b", "a")])
+    started, release, returned = (threading.Event() for _ in range(3))
+    scheduler = Scheduler(
+        [blocking_sync("a", started, release, returned), noop("b", "a")]
+    )
     task = start(scheduler)
     await wait_in_thread(started)
 
     scheduler.signal.request(force=True)
     outcome = await task
-    still_blocked = not release.is_set()
+    ended_while_step_ran = not returned.is_set()
     release.set()
 
-    assert still_blocked
+    assert ended_while_step_ran
     assert outcome.kind is OutcomeKind.INTERRUPTED
     assert scheduler.states["a"].status is StepStatus.INTERRUPTED
     assert scheduler.states["a"].error == ABANDONED

@@ -24,8 +24,8 @@ def redis_server(tmp_path) -> Iterator[RedisServer]:
             pytest.fail(message)
         pytest.skip(message)
     server = RedisServer(executable, tmp_path)
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.stop()

@@ -95,7 +95,8 @@ def test_terminal_run_interrupted_from_a_server_stops_by_push(
 
 def test_browser_on_daphne_watches_a_terminal_run_live_to_its_report(cluster, session):
     server = cluster.daphne()
-    terminal = cluster.execute(*demo_steps(count=2, seconds=1, ticks=5))
+    # Step 1 outlasts the watcher's connect, so it sees all of step 2.
+    terminal = cluster.execute(*demo_steps(count=2, seconds=3, ticks=5))
     execution_id = terminal.first_line()
     watcher = session.watch(server, execution_id)
 
