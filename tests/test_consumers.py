@@ -10,16 +10,15 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission
-from django.test import Client
 
 from executions import services
 from executions.models import Execution, Source, Status
 from executions.runner import Runner
 from peace_site.asgi import application
+from tests.sockets import TIMEOUT, ping, receive, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TIMEOUT = 10  # seconds: only to turn a hang into a failure
 QUICK = {"count": 2, "seconds": 0.02, "ticks": 2}
 SLOW = {"count": 3, "seconds": 30, "ticks": 300}
 
@@ -44,12 +43,6 @@ def start(params: dict = QUICK, *, running: bool = False) -> Execution:
     return execution
 
 
-def session_cookie(user) -> bytes:
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}".encode()
-
-
 @database_sync_to_async
 def db_snapshot(execution_id) -> dict:
     return Execution.objects.get(pk=execution_id).snapshot()
@@ -64,8 +57,7 @@ async def connect():
     async def open_socket(path, user=None, origin=b"http://testserver"):
         headers = [(b"origin", origin)]
         if user is not None:
-            cookie = await database_sync_to_async(session_cookie)(user)
-            headers.append((b"cookie", cookie))
+            headers.append((b"cookie", await session_cookie(user)))
         communicator = WebsocketCommunicator(application, path, headers=headers)
         opened.append(communicator)
         connected, _ = await communicator.connect(timeout=TIMEOUT)
@@ -76,21 +68,12 @@ async def connect():
         await communicator.disconnect()
 
 
-async def receive(communicator) -> dict:
-    return await communicator.receive_json_from(timeout=TIMEOUT)
-
-
 async def receive_until(communicator, kind: str) -> list[dict]:
     """Every message up to and including the first of type `kind`."""
     messages = [await receive(communicator)]
     while messages[-1]["type"] != kind:
         messages.append(await receive(communicator))
     return messages
-
-
-async def assert_still_open(communicator) -> None:
-    await communicator.send_json_to({"type": "ping"})
-    assert await receive(communicator) == {"type": "pong"}
 
 
 # -- /ws/executions/<id>/ ------------------------------------------------------------
@@ -182,7 +165,7 @@ async def test_execution_socket_interrupt_of_a_finished_one_is_not_running(
         "message": f"Execution {execution.id} is not running: it is succeeded.",
         "status": "succeeded",
     }
-    await assert_still_open(communicator)
+    await ping(communicator)
 
 
 @pytest.mark.parametrize("execution_id", [str(uuid.uuid4()), "not-a-uuid", "%20"])
@@ -242,7 +225,7 @@ async def test_execution_socket_interrupt_without_permission_is_forbidden(
     await communicator.send_json_to({"type": "interrupt"})
 
     assert await receive(communicator) == FORBIDDEN
-    await assert_still_open(communicator)
+    await ping(communicator)
     assert await db_snapshot(execution.id) == before["execution"]
 
 
@@ -315,7 +298,7 @@ async def test_execution_socket_bad_message_is_an_error_and_stays_open(
         "code": code,
         "message": message,
     }
-    await assert_still_open(communicator)
+    await ping(communicator)
     assert await db_snapshot(execution.id) == before["execution"]
 
 
@@ -364,7 +347,7 @@ async def test_list_socket_hears_status_changes_and_answers_ping(connect, user):
 
     assert [message["type"] for message in messages] == ["status", "finished"]
     assert messages[-1]["execution"] == await db_snapshot(execution.id)
-    await assert_still_open(communicator)
+    await ping(communicator)
 
 
 @pytest.mark.parametrize("actions", [None, ("add", "interrupt")])
