@@ -191,9 +191,9 @@ async def run(context: Context) -> None:
 
 
 def _interval() -> float:
-    from django.conf import settings
+    from executions.conf import conf
 
-    return settings.EXECUTIONS["PROGRESS_INTERVAL"]
+    return conf.PROGRESS_INTERVAL
 
 
 def markdown(section: dict) -> str:

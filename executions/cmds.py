@@ -10,8 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
-
+from .conf import conf
 from .engine import Cmd, Param, ParamsError, Step, StepContext, register
 
 # -- demo.steps ------------------------------------------------------------------
@@ -281,7 +280,7 @@ def _check_sync(params: dict[str, Any]) -> None:
 def _within_roots(params: dict[str, Any]) -> None:
     """From the web, the API or the admin, src and dest must lie inside
     EXECUTIONS_FILES_ROOTS once every symlink and `..` is resolved."""
-    roots = [Path(root).resolve() for root in settings.EXECUTIONS["FILES_ROOTS"]]
+    roots = [Path(root).resolve() for root in conf.FILES_ROOTS]
     if not roots:
         raise ParamsError(
             {"src": "files.sync is not allowed here: no EXECUTIONS_FILES_ROOTS"}

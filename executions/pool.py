@@ -10,9 +10,9 @@ import logging
 import threading
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 
 from . import broadcast, groups, services
+from .conf import conf
 from .models import Execution, Source, Status
 from .runner import Runner, runner_identity
 
@@ -98,7 +98,7 @@ class RunnerPool:
         """Claim queued executions while slots are free. The database is the
         queue (durable: a lost announcement delays, never loses, a run); a
         channel-layer announcement only makes it prompt."""
-        interval = settings.EXECUTIONS["POLL_INTERVAL"]
+        interval = conf.POLL_INTERVAL
         while not self.draining:
             while len(self.runs) < self.concurrency and not self.draining:
                 try:
@@ -117,7 +117,7 @@ class RunnerPool:
 
     async def keep_house(self) -> None:
         """Reap executions whose runner is gone, so nothing stays `running`."""
-        timeout = settings.EXECUTIONS["HEARTBEAT_TIMEOUT"]
+        timeout = conf.HEARTBEAT_TIMEOUT
         while True:
             try:
                 for snapshot in await _reap(timeout):
@@ -134,7 +134,7 @@ class RunnerPool:
         self.draining = True
         self._wake.set()
         if grace is None:
-            grace = settings.EXECUTIONS["SHUTDOWN_GRACE"]
+            grace = conf.SHUTDOWN_GRACE
         runs = dict(self.runs)
         if not runs:
             return
@@ -193,7 +193,7 @@ async def _bind_async(loop: asyncio.AbstractEventLoop) -> None:
 
 def dispatch(execution_id) -> None:
     """Hand a recorded execution to whoever runs it (see DESIGN.md)."""
-    if settings.EXECUTIONS["RUNNER"] == "worker":
+    if conf.RUNNER == "worker":
         # The row waits in the database queue; this only wakes a worker.
         from asgiref.sync import async_to_sync
 

@@ -20,9 +20,9 @@ from collections.abc import Iterable
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.conf import settings
 
 from . import broadcast, groups
+from .conf import conf
 from .engine import (
     InterruptSignal,
     InterruptStrategy,
@@ -48,7 +48,7 @@ def runner_identity() -> str:
 
 
 def config(name: str) -> float:
-    return settings.EXECUTIONS[name]
+    return getattr(conf, name)
 
 
 class RunObserver:

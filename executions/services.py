@@ -12,11 +12,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
 from . import broadcast, groups
+from .conf import conf
 from .engine import InterruptStrategy, ParamsError, UnknownCmd, registry
 from .engine.progress import StepState
 from .models import Execution, Source, Status
@@ -92,7 +92,7 @@ class InterruptResult:
 
 
 def worker_mode() -> bool:
-    return settings.EXECUTIONS["RUNNER"] == "worker"
+    return conf.RUNNER == "worker"
 
 
 def can(user, action: str) -> bool:

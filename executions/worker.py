@@ -14,9 +14,9 @@ import logging
 import signal
 
 from channels.worker import Worker
-from django.conf import settings
 
 from . import groups
+from .conf import conf
 from .pool import RunnerPool
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class ExecutionsWorker(Worker):
         if groups.WORKER_CHANNEL in self.channels:
             self.pool = RunnerPool(
                 queue=groups.WORKER_CHANNEL,
-                concurrency=settings.EXECUTIONS["WORKER_CONCURRENCY"],
+                concurrency=conf.WORKER_CONCURRENCY,
             )
             background += [
                 asyncio.ensure_future(self.pool.take_work()),

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from executions.conf import from_environ
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -160,30 +162,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Request bodies for the JSON API are small; refuse anything larger early.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 
-EXECUTIONS = {
-    # inprocess: run in the ASGI server; worker: send to runworker executions.
-    "RUNNER": os.environ.get("EXECUTIONS_RUNNER", "inprocess"),
-    # How many executions one worker process runs at once.
-    "WORKER_CONCURRENCY": int(os.environ.get("EXECUTIONS_WORKER_CONCURRENCY", "1")),
-    # On shutdown, how long runs get to stop gracefully before being forced.
-    "SHUTDOWN_GRACE": float(os.environ.get("EXECUTIONS_SHUTDOWN_GRACE", "10")),
-    # How often a runner re-joins its control group (Redis forgets groups).
-    "REJOIN_INTERVAL": float(os.environ.get("EXECUTIONS_REJOIN_INTERVAL", "30")),
-    # How often a runner re-reads the durable interrupt request (seconds).
-    "POLL_INTERVAL": float(os.environ.get("EXECUTIONS_POLL_INTERVAL", "0.5")),
-    # How often a runner writes its heartbeat, and when it counts as gone.
-    "HEARTBEAT_INTERVAL": float(os.environ.get("EXECUTIONS_HEARTBEAT", "2.0")),
-    "HEARTBEAT_TIMEOUT": float(os.environ.get("EXECUTIONS_HEARTBEAT_TIMEOUT", "15")),
-    # Coalesced progress: at most one event per step per this many seconds.
-    "PROGRESS_INTERVAL": float(os.environ.get("EXECUTIONS_PROGRESS_INTERVAL", "0.05")),
-    # Progress is written to the database at most this often (seconds).
-    "DB_PROGRESS_INTERVAL": float(os.environ.get("EXECUTIONS_DB_INTERVAL", "0.5")),
-    "FILES_ROOTS": [
-        root
-        for root in os.environ.get("EXECUTIONS_FILES_ROOTS", "").split(os.pathsep)
-        if root
-    ],
-}
+# The app's own settings (executions/conf.py lists them with their defaults),
+# from the environment where set: EXECUTIONS_RUNNER, EXECUTIONS_POLL_INTERVAL...
+globals().update(from_environ())
 
 LOGGING = {
     "version": 1,

@@ -174,7 +174,7 @@ def test_resume_action_for_a_busy_profile_resumes_one(operator):
 
 def test_resume_action_keeps_files_sync_inside_the_roots(operator, settings, tmp_path):
     (tmp_path / "src").mkdir()
-    settings.EXECUTIONS = {**settings.EXECUTIONS, "FILES_ROOTS": [str(tmp_path)]}
+    settings.EXECUTIONS_FILES_ROOTS = [str(tmp_path)]
     # Started in a terminal, which is not limited; the admin is.
     original = execution(
         Status.INTERRUPTED,
@@ -276,7 +276,7 @@ def test_button_for_a_busy_profile_goes_to_the_active_one(operator):
 
 def test_button_keeps_files_sync_inside_the_roots(operator, settings, tmp_path):
     (tmp_path / "src").mkdir()
-    settings.EXECUTIONS = {**settings.EXECUTIONS, "FILES_ROOTS": []}
+    settings.EXECUTIONS_FILES_ROOTS = []
     original = execution(
         Status.FAILED,
         cmd="files.sync",

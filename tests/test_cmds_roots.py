@@ -19,7 +19,7 @@ def roots(tmp_path, settings):
     (allowed / "src" / "a.txt").write_text("a")
     outside = tmp_path / "outside"
     outside.mkdir()
-    settings.EXECUTIONS = {**settings.EXECUTIONS, "FILES_ROOTS": [str(allowed)]}
+    settings.EXECUTIONS_FILES_ROOTS = [str(allowed)]
     return allowed, outside
 
 
@@ -66,7 +66,7 @@ def test_files_sync_escaping_the_roots_is_refused(roots, tmp_path, src, dest, fi
 
 @pytest.mark.django_db
 def test_files_sync_without_roots_is_refused_from_the_web(tmp_path, settings):
-    settings.EXECUTIONS = {**settings.EXECUTIONS, "FILES_ROOTS": []}
+    settings.EXECUTIONS_FILES_ROOTS = []
     (tmp_path / "src").mkdir()
 
     with pytest.raises(services.ParamsError) as raised:

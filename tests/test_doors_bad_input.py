@@ -378,10 +378,7 @@ def test_shared_doors_keep_files_sync_inside_the_roots(
     (tmp_path / "inside" / "src").mkdir(parents=True)
     (tmp_path / "outside").mkdir()
     (tmp_path / "inside" / "link-out").symlink_to(tmp_path / "outside")
-    settings.EXECUTIONS = {
-        **settings.EXECUTIONS,
-        "FILES_ROOTS": [str(tmp_path / "inside")],
-    }
+    settings.EXECUTIONS_FILES_ROOTS = [str(tmp_path / "inside")]
     params = {"src": str(tmp_path / src), "dest": str(tmp_path / dest)}
     before = table()
 

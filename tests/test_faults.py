@@ -22,7 +22,7 @@ def lossy_layer(settings):
             "CONFIG": {"drop": ["execution.interrupt"]},
         }
     }
-    settings.EXECUTIONS = {**settings.EXECUTIONS, "POLL_INTERVAL": 0.2}
+    settings.EXECUTIONS_POLL_INTERVAL = 0.2
     return get_channel_layer()
 
 

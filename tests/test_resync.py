@@ -32,7 +32,7 @@ def lossy_layer(settings):
             "CONFIG": {"drop": [*EVENTS, groups.LIST_CHANGED]},
         }
     }
-    settings.EXECUTIONS = {**settings.EXECUTIONS, "POLL_INTERVAL": 0.05}
+    settings.EXECUTIONS_POLL_INTERVAL = 0.05
     return get_channel_layer()
 
 

@@ -20,7 +20,10 @@ from tests.scaleout.cluster import (
 pytestmark = pytest.mark.e2e
 
 #: Heartbeat often, count a runner gone after 3 s (the defaults: 2 s, 15 s).
-REAP_QUICKLY = {"EXECUTIONS_HEARTBEAT": "0.5", "EXECUTIONS_HEARTBEAT_TIMEOUT": "3"}
+REAP_QUICKLY = {
+    "EXECUTIONS_HEARTBEAT_INTERVAL": "0.5",
+    "EXECUTIONS_HEARTBEAT_TIMEOUT": "3",
+}
 
 
 @pytest.mark.parametrize(
