@@ -135,7 +135,10 @@ class ExecutionAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Runner", {"fields": ("runner", "heartbeat_at")}),
+        (
+            "Supervisor",
+            {"fields": ("supervisor", "heartbeat_at", "timeout", "force_after")},
+        ),
     )
 
     # -- permissions: the service decides; the engine owns every field ------

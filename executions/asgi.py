@@ -25,7 +25,7 @@ def get_asgi_application(http_application=None):
     from channels.security.websocket import AllowedHostsOriginValidator
 
     from .routing import websocket_urlpatterns
-    from .server import ServerLifecycle
+    from .runtime.server import ServerLifecycle
 
     return ServerLifecycle(
         ProtocolTypeRouter(

@@ -20,8 +20,8 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 
 from . import services
-from .groups import LIST_GROUP, watch_group
 from .models import Source
+from .runtime.groups import LIST_GROUP, watch_group
 
 # Application close codes (4000-4999), echoing HTTP's.
 CLOSE_FORBIDDEN = 4403

@@ -43,6 +43,7 @@ class Source(models.TextChoices):
     WEBSOCKET = "websocket", "Websocket"
     SHUTDOWN = "shutdown", "Shutdown"
     REAPER = "reaper", "Reaper"
+    TIMEOUT = "timeout", "Timeout"
 
 
 class ExecutionQuerySet(models.QuerySet):
@@ -56,11 +57,19 @@ class ExecutionQuerySet(models.QuerySet):
         return self.filter(status__in=TERMINAL)
 
     def stale(self, timeout: float):
-        """Running rows whose runner has not heartbeated for `timeout` s."""
+        """Rows whose supervisor is gone by the clock: running ones with no
+        heartbeat for `timeout` s, and queued ones that a named supervisor
+        should have claimed at once but has not within `timeout` s."""
         cutoff = timezone.now() - timedelta(seconds=timeout)
-        return self.running().filter(
-            Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
+        return self.filter(
+            Q(status__in=RUNNING)
+            & (Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
+            | Q(status=Status.QUEUED, created_at__lt=cutoff) & ~Q(supervisor="")
         )
+
+    def supervised_by(self, supervisors):
+        """Active rows owned by any of `supervisors` (identities)."""
+        return self.active().filter(supervisor__in=list(supervisors))
 
 
 class Execution(models.Model):
@@ -100,11 +109,19 @@ class Execution(models.Model):
         related_name="resumed_by",
     )
 
-    #: The worker queue it waits in; empty when its runner was chosen at start
-    #: (in-process, or a terminal's own run).
+    #: The worker queue it waits in; empty when its supervisor was chosen at
+    #: start (in-process, or a terminal's own run).
     queue = models.CharField(max_length=100, blank=True, db_index=True)
-    runner = models.CharField(max_length=200, blank=True)
+    #: The process that supervises it (runtime.identity): named at creation
+    #: when known (a server, a terminal), at claim time for a queue.
+    supervisor = models.CharField(max_length=200, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    #: Seconds from start until a graceful interrupt (source `timeout`).
+    timeout = models.FloatField(null=True, blank=True)
+    #: Seconds a graceful interrupt may stay pending before it is forced.
+    force_after = models.FloatField(null=True, blank=True)
+    #: Results of the steps that returned one (JSON), kept for resume.
+    results = models.JSONField(default=dict, blank=True)
 
     interrupt_requested_at = models.DateTimeField(null=True, blank=True)
     interrupt_requested_by = models.ForeignKey(
@@ -121,6 +138,8 @@ class Execution(models.Model):
     )
     interrupt_force = models.BooleanField(default=False)
     interrupt_reason = models.TextField(blank=True)
+    #: When the execution process's signal was set (the acknowledgement).
+    interrupt_delivered_at = models.DateTimeField(null=True, blank=True)
 
     objects = ExecutionQuerySet.as_manager()
 
@@ -132,6 +151,12 @@ class Execution(models.Model):
                 fields=["profile"],
                 condition=Q(status__in=ACTIVE) & Q(profile__isnull=False),
                 name="one_active_execution_per_profile",
+            ),
+            # Resumed at most once: a second resume would redo the same work.
+            models.UniqueConstraint(
+                fields=["resumed_from"],
+                condition=Q(resumed_from__isnull=False),
+                name="resumed_at_most_once",
             ),
             models.CheckConstraint(
                 condition=Q(status__in=[value for value, _ in Status.choices]),
@@ -155,6 +180,8 @@ class Execution(models.Model):
             "profile": self.profile,
             "status": self.status,
             "strategy": self.strategy,
+            "timeout": self.timeout,
+            "force_after": self.force_after,
             "created_at": _iso(self.created_at),
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
@@ -177,6 +204,10 @@ class Execution(models.Model):
             "source": self.interrupt_source,
             "force": self.interrupt_force,
             "reason": self.interrupt_reason,
+            "delivered_at": _iso(self.interrupt_delivered_at),
+            "requests": [
+                request.snapshot() for request in self.interrupt_requests.all()
+            ],
         }
 
     @property
@@ -207,16 +238,23 @@ class Execution(models.Model):
                 setattr(self, field, value)
         return bool(updated)
 
-    def claim(self, runner: str) -> bool:
-        """queued → running, owned by `runner`."""
+    def claim(self, supervisor: str) -> bool:
+        """queued → running, supervised by `supervisor`."""
         now = timezone.now()
-        return self._transition(
-            [Status.QUEUED],
-            status=Status.RUNNING,
-            runner=runner,
-            started_at=now,
-            heartbeat_at=now,
-        )
+        claimed = dict(supervisor=supervisor, started_at=now, heartbeat_at=now)
+        queryset = type(self).objects.filter(pk=self.pk, status=Status.QUEUED)
+        if queryset.filter(interrupt_requested_at__isnull=True).update(
+            status=Status.RUNNING, **claimed
+        ):
+            status = Status.RUNNING
+        elif queryset.update(status=Status.INTERRUPTING, **claimed):
+            # An interrupt waited on the queued row for the strategy to apply.
+            status = Status.INTERRUPTING
+        else:
+            return False
+        for field, value in {"status": status, **claimed}.items():
+            setattr(self, field, value)
+        return True
 
     def record_interrupt(
         self,
@@ -243,19 +281,44 @@ class Execution(models.Model):
             "interrupt_force": force,
             "interrupt_reason": reason,
         }
-        # A status never goes back to queued: if this instance saw the row
-        # past it, the write below cannot match, so it is not attempted (it
-        # would take SQLite's write lock for nothing on every interrupt).
-        if self.status == Status.QUEUED and self._transition(
-            [Status.QUEUED],
-            status=Status.INTERRUPTED,
-            finished_at=now,
-            outcome=_stopped_outcome(self.steps),
-            steps=_all_skipped(self.steps),
-            **request,
-        ):
-            return "interrupted"
+        result = self._record(request, force=force)
+        # Each request that changed the row is kept; a repeat changes nothing.
+        if result in ("interrupted", "requested", "escalated"):
+            InterruptRequest.objects.create(
+                execution=self,
+                at=now,
+                by=user,
+                by_name=request["interrupt_requested_by_name"],
+                source=source,
+                force=force,
+                reason=reason,
+            )
+        return result
+
+    def _record(self, request: dict, *, force: bool) -> str:
         queryset = type(self).objects.filter(pk=self.pk)
+        # A status never goes back to queued: if this instance saw the row
+        # past it, the writes below cannot match, so they are not attempted
+        # (each would take SQLite's write lock for nothing).
+        if self.status == Status.QUEUED:
+            # Nothing has run: under finish-current (or when forced) nothing
+            # will. Under ignore or poll-next-n:N the strategy still applies,
+            # so the request waits on the queued row for the engine to see.
+            if (force or self.stops_at_once) and self._transition(
+                [Status.QUEUED],
+                status=Status.INTERRUPTED,
+                finished_at=request["interrupt_requested_at"],
+                outcome=_stopped_outcome(self.steps),
+                steps=_all_skipped(self.steps),
+                **request,
+            ):
+                return "interrupted"
+            if not force and queryset.filter(
+                status=Status.QUEUED, interrupt_requested_at__isnull=True
+            ).update(**request):
+                for field, value in request.items():
+                    setattr(self, field, value)
+                return "requested"
         if queryset.filter(
             status=Status.RUNNING, interrupt_requested_at__isnull=True
         ).update(status=Status.INTERRUPTING, **request):
@@ -268,18 +331,47 @@ class Execution(models.Model):
         ):
             self.refresh_from_db()
             return "escalated"
+        if force and queryset.filter(status=Status.QUEUED).update(
+            status=Status.INTERRUPTED,
+            finished_at=request["interrupt_requested_at"],
+            outcome=_stopped_outcome(self.steps),
+            steps=_all_skipped(self.steps),
+            interrupt_force=True,
+        ):
+            self.refresh_from_db()
+            return "interrupted"
         self.refresh_from_db()
-        return "already" if self.status in RUNNING else "not_running"
+        return "already" if self.status in ACTIVE else "not_running"
+
+    @property
+    def stops_at_once(self) -> bool:
+        """Whether an interrupt of this run, while queued, leaves nothing for
+        its strategy to do (finish-current, poll-next-n:0)."""
+        return self.strategy in ("finish-current", "poll-next-n:0")
+
+    def record_delivered(self) -> bool:
+        """The execution process's signal is set: record when, once."""
+        updated = (
+            type(self)
+            .objects.filter(
+                pk=self.pk, status__in=RUNNING, interrupt_delivered_at__isnull=True
+            )
+            .update(interrupt_delivered_at=timezone.now())
+        )
+        return bool(updated)
 
     def save_steps(self, steps: list[dict]) -> bool:
         """Persist step progress while the run is live."""
         return self._transition(RUNNING, steps=steps)
 
-    def beat(self) -> bool:
-        """Write the runner's heartbeat."""
-        return self._transition(RUNNING, heartbeat_at=timezone.now())
-
-    def finish(self, status: str, *, outcome: dict, steps: list[dict]) -> bool:
+    def finish(
+        self,
+        status: str,
+        *,
+        outcome: dict,
+        steps: list[dict],
+        results: dict | None = None,
+    ) -> bool:
         """running / interrupting → a terminal state, with the outcome."""
         if status not in TERMINAL:
             raise ValueError(f"{str(status)!r} is not a terminal status")
@@ -288,11 +380,12 @@ class Execution(models.Model):
             status=status,
             outcome=outcome,
             steps=steps,
+            results=results if results is not None else self.results,
             finished_at=timezone.now(),
         )
 
     def reap(self) -> str | None:
-        """End a run whose runner stopped heartbeating, so nothing stays stuck:
+        """End a run whose supervisor is gone, so nothing stays stuck:
         `interrupting` → `interrupted` (the stop that was asked for happened,
         if not cleanly), `running` → `lost`. Returns the new status, or None
         if another writer moved the row on first."""
@@ -308,15 +401,51 @@ class Execution(models.Model):
         return Status.LOST if self.mark_lost() else None
 
     def mark_lost(self) -> bool:
-        """running / interrupting → lost: its runner stopped heartbeating."""
+        """queued / running / interrupting → lost: its supervisor is gone."""
         steps = _all_skipped(self.steps, lost=True)
         return self._transition(
-            RUNNING,
+            ACTIVE,
             status=Status.LOST,
             steps=steps,
-            outcome=_stopped_outcome(steps),
+            outcome=_stopped_outcome(steps, kind="lost"),
             finished_at=timezone.now(),
         )
+
+
+class InterruptRequest(models.Model):
+    """One request to interrupt an execution: every one is kept, so a forced
+    escalation by someone else does not hide who asked first, and why."""
+
+    execution = models.ForeignKey(
+        Execution, on_delete=models.CASCADE, related_name="interrupt_requests"
+    )
+    at = models.DateTimeField()
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    by_name = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    force = models.BooleanField(default=False)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"interrupt of {self.execution_id} by {self.by_name or '?'}"
+
+    def snapshot(self) -> dict:
+        return {
+            "at": _iso(self.at),
+            "by": self.by_name or None,
+            "source": self.source,
+            "force": self.force,
+            "reason": self.reason,
+        }
 
 
 def _iso(moment) -> str | None:
@@ -330,7 +459,7 @@ def _name(user) -> str:
 
 
 def _all_skipped(steps: list[dict], *, lost: bool = False) -> list[dict]:
-    """Steps as they stand when a run ends without its runner: what had not
+    """Steps as they stand when a run ends without its supervisor: what had not
     finished is `skipped` (never started) or `interrupted` (started)."""
     result = []
     for step in steps:
@@ -339,15 +468,15 @@ def _all_skipped(steps: list[dict], *, lost: bool = False) -> list[dict]:
             step["status"] = "skipped"
         elif lost and step.get("status") in ("running", "stalled"):
             step["status"] = "interrupted"
-            step["error"] = "lost: the runner stopped heartbeating"
+            step["error"] = "lost: its supervisor stopped heartbeating"
         result.append(step)
     return result
 
 
-def _stopped_outcome(steps: list[dict]) -> dict:
+def _stopped_outcome(steps: list[dict], kind: str = "interrupted") -> dict:
     processed = [step["id"] for step in steps if step.get("status") == "succeeded"]
     return {
-        "kind": "interrupted",
+        "kind": kind,
         "steps_processed": processed,
         "steps_not_processed": [
             step["id"] for step in steps if step["id"] not in processed

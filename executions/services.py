@@ -15,11 +15,14 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
-from . import broadcast, groups
 from .conf import conf
 from .engine import InterruptStrategy, ParamsError, UnknownCmd, registry
 from .engine.progress import StepState
 from .models import Execution, Source, Status
+from .runtime import broadcast, groups, interrupts, reaper
+from .runtime.dispatch import dispatch as hand_over
+from .runtime.dispatch import supervisor_identity
+from .runtime.identity import is_gone
 
 __all__ = [
     "InterruptResult",
@@ -66,15 +69,23 @@ class NotRunning(Exception):
 
 
 class NotResumable(Exception):
-    """Only an interrupted, failed or lost execution can be resumed."""
+    """Only an interrupted, failed or lost execution can be resumed, once."""
 
-    def __init__(self, execution: Execution) -> None:
+    def __init__(self, execution: Execution, *, already: bool = False) -> None:
         self.execution = execution
         self.status = execution.status
-        super().__init__(
-            f"Execution {execution.id} cannot be resumed: it is {execution.status}; "
-            "only interrupted, failed or lost executions can."
-        )
+        if already:
+            message = (
+                f"Execution {execution.id} was resumed already: resume the "
+                "execution that resumed it instead."
+            )
+        else:
+            message = (
+                f"Execution {execution.id} cannot be resumed: it is "
+                f"{execution.status}; only interrupted, failed or lost "
+                "executions can."
+            )
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,8 @@ class StartResult:
 @dataclass(frozen=True)
 class InterruptResult:
     execution: Execution
-    #: interrupted | requested | escalated | already (see record_interrupt).
+    #: interrupted | requested | escalated | already (see record_interrupt),
+    #: or ended: nobody ran it any more, so it was ended at once.
     result: str
 
 
@@ -122,6 +134,16 @@ def get_execution(execution_id: Any, *, user=None) -> Execution:
         raise UnknownExecution(execution_id) from None
 
 
+def commands() -> list:
+    """The commands that can be started, by name."""
+    return list(registry)
+
+
+def reap_orphans() -> list[dict]:
+    """End the rows whose supervisor is gone (the commands reap on their way)."""
+    return reaper.reap_now()
+
+
 def list_executions(*, user=None, status: str | None = None):
     check(user, "view")
     queryset = Execution.objects.all()
@@ -140,13 +162,19 @@ def start_execution(
     source: str,
     resumed_from: Execution | None = None,
     dispatch: bool = True,
+    supervisor: str = "",
     by_name: str = "",
+    timeout: Any = None,
+    force_after: Any = None,
 ) -> StartResult:
-    """Validate and record a new execution, then hand it to the runner.
+    """Validate and record a new execution, then hand it to its supervisor.
 
     For a busy profile, return the active execution instead (idempotent
     invocation); the database's conditional unique constraint decides races.
-    With `dispatch=False` the caller runs it (the terminal door).
+    With `dispatch=False` the caller runs it (the terminal door), under its
+    own `supervisor` identity, so the row is reaped if the caller dies
+    before it claims it. `timeout` and `force_after` are seconds (defaults:
+    EXECUTIONS_DEFAULT_TIMEOUT, EXECUTIONS_DEFAULT_FORCE_AFTER).
     """
     check(user, "add")
     command = registry.get(cmd)
@@ -157,6 +185,10 @@ def start_execution(
         strategy_text = str(InterruptStrategy.parse(strategy))
     except ValueError as error:
         raise ParamsError({"strategy": str(error)}) from None
+    limits = {
+        "timeout": _seconds("timeout", timeout, conf.DEFAULT_TIMEOUT),
+        "force_after": _seconds("force_after", force_after, conf.DEFAULT_FORCE_AFTER),
+    }
     profile = profile or None
     if profile is not None and (len(profile) > 200 or not profile.isprintable()):
         raise ParamsError({"profile": "must be at most 200 printable characters"})
@@ -184,8 +216,12 @@ def start_execution(
                 created_from=source,
                 resumed_from=resumed_from,
                 queue=groups.WORKER_CHANNEL if dispatch and worker_mode() else "",
+                supervisor=supervisor_identity() if dispatch else supervisor,
+                **limits,
             )
     except IntegrityError:
+        if resumed_from is not None and resumed_from.resumed_by.exists():
+            raise NotResumable(resumed_from, already=True) from None
         active = Execution.objects.active().filter(profile=profile).first()
         if active is None:
             raise  # not the profile constraint after all
@@ -193,10 +229,29 @@ def start_execution(
         return StartResult(active, created=False)
     broadcast.status_changed_on_commit(execution.snapshot(), groups.CREATED)
     if dispatch:
-        from .pool import dispatch as dispatch_to_runner
-
-        transaction.on_commit(lambda: dispatch_to_runner(execution.id))
+        transaction.on_commit(lambda: hand_over(execution.id))
     return StartResult(execution, created=True)
+
+
+#: The longest timeout or force_after accepted: a year, in seconds.
+MAX_SECONDS = 365 * 24 * 3600
+
+
+def _seconds(name: str, value: Any, default: float | None) -> float | None:
+    """A positive number of seconds, or None for never."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise ParamsError({name: "must be a number of seconds"})
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ParamsError({name: "must be a number of seconds"}) from None
+    if not 0 < seconds <= MAX_SECONDS:
+        raise ParamsError(
+            {name: f"must be more than 0 and at most {MAX_SECONDS} seconds"}
+        )
+    return seconds
 
 
 def resume_execution(
@@ -205,6 +260,7 @@ def resume_execution(
     user=None,
     source: str,
     dispatch: bool = True,
+    supervisor: str = "",
     by_name: str = "",
 ) -> StartResult:
     """Start the same command and params again, linked to the old execution;
@@ -214,6 +270,8 @@ def resume_execution(
     original = get_execution(execution_id, user=user)
     if original.status not in RESUMABLE:
         raise NotResumable(original)
+    if original.resumed_by.exists():
+        raise NotResumable(original, already=True)
     return start_execution(
         original.cmd,
         original.params,
@@ -223,7 +281,10 @@ def resume_execution(
         source=source,
         resumed_from=original,
         dispatch=dispatch,
+        supervisor=supervisor,
         by_name=by_name,
+        timeout=original.timeout,
+        force_after=original.force_after,
     )
 
 
@@ -248,15 +309,22 @@ def request_interrupt(
     if len(reason) > MAX_REASON:
         raise ParamsError({"reason": f"must be at most {MAX_REASON} characters"})
     execution = get_execution(execution_id, user=user)
-    result = execution.record_interrupt(
-        source=source, user=user, by_name=by_name, force=force, reason=reason
+    result = interrupts.record(
+        execution, source=source, user=user, by_name=by_name, force=force, reason=reason
     )
     if result == "not_running":
         raise NotRunning(execution)
-    if result in ("requested", "escalated"):
-        broadcast.interrupt_on_commit(execution.id, force=execution.interrupt_force)
-    if result != "already":
-        # record_interrupt left the instance as the row now stands.
-        event = groups.FINISHED if execution.is_finished else groups.STATUS
-        broadcast.status_changed_on_commit(execution.snapshot(), event)
+    if execution.is_active and _supervisor_gone(execution):
+        # Nobody runs it: waiting would leave it stuck. End it now.
+        for snapshot in reaper.reap_now():
+            if snapshot["id"] == str(execution.id):
+                execution.refresh_from_db()
+                return InterruptResult(execution, "ended")
     return InterruptResult(execution, result)
+
+
+def _supervisor_gone(execution: Execution) -> bool:
+    if execution.status == Status.QUEUED and not execution.supervisor:
+        return False  # waiting in a queue for a worker: nobody is late yet
+    stale = Execution.objects.stale(conf.HEARTBEAT_TIMEOUT).filter(pk=execution.pk)
+    return is_gone(execution.supervisor) or stale.exists()

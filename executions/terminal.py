@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 from typing import TextIO
 
 from rich.console import Console
@@ -15,9 +17,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from .engine import StepState
+from . import services
 from .models import Execution
-from .runner import RunObserver
+from .runtime.supervisor import RunObserver
 
 STATUS_STYLE = {
     "pending": "dim",
@@ -81,24 +83,25 @@ class TerminalBars(RunObserver):
         if self.live:
             self.progress.start()
 
-    def step(self, state: StepState) -> None:
-        status = str(state.status)
-        task = self.tasks[state.id]
-        if status == "running" and self._status.get(state.id) == "pending":
+    def step(self, step: dict) -> None:
+        status = step["status"]
+        task = self.tasks[step["id"]]
+        if status == "running" and self._status.get(step["id"]) == "pending":
             self.progress.start_task(task)
+        progress = step["progress"]
         self.progress.update(
             task,
-            completed=state.done,
-            total=state.total,
-            message=state.message[:60],
+            completed=progress["done"],
+            total=progress["total"],
+            message=(step.get("message") or "")[:60],
             status_text=_badge(status),
         )
-        if status != self._status.get(state.id):
-            self._status[state.id] = status
+        if status != self._status.get(step["id"]):
+            self._status[step["id"]] = status
             if not self.live:
-                line = f"{status:<11} {state.id}"
-                if state.error:
-                    line += f": {state.error}"
+                line = f"{status:<11} {step['id']}"
+                if step.get("error"):
+                    line += f": {step['error']}"
                 self.console.print(line, markup=False)
         if status not in ("pending", "running", "stalled"):
             self.progress.stop_task(task)
@@ -150,3 +153,58 @@ def report(execution: Execution) -> list[tuple[str, str]]:
             line += f": {request['reason']}"
         lines.append((line, ""))
     return lines
+
+
+class ClosedPipeSafe(io.TextIOBase):
+    """A stream that survives its reader going away (`execute ... | head -1`):
+    once the pipe is closed, output is dropped and the run goes on to its end
+    and its exit code, with no BrokenPipe traceback."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.closed_by_reader = False
+
+    def write(self, text: str) -> int:
+        if not self.closed_by_reader:
+            try:
+                self._stream.write(text)
+                self._stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_by_reader:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        self.closed_by_reader = True
+        # Python flushes stdout again at exit: point it at nothing.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def isatty(self) -> bool:
+        return not self.closed_by_reader and self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self._stream, "encoding", "utf-8")
+
+
+def describe_cmds() -> str:
+    """`execute --list`: each command, its title and its params."""
+    lines = []
+    for cmd in services.commands():
+        lines.append(f"{cmd.name}  {cmd.title}")
+        for param in cmd.params:
+            default = "" if param.required else f" (default {param.default!r})"
+            line = f"    --param {param.name}=<{param.type}>{default}"
+            lines.append(line + (f"  {param.help}" if param.help else ""))
+    return "\n".join(lines)

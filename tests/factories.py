@@ -8,6 +8,7 @@ from typing import Any
 
 from executions import services
 from executions.models import Execution, Source, Status
+from executions.runtime.supervisor import Supervisor
 
 #: Three steps that would take no time, if anything ran them.
 FAST = {"count": 3, "seconds": 0, "ticks": 1}
@@ -84,3 +85,13 @@ def one_of_each() -> dict[str, Execution]:
 def table() -> list[dict[str, Any]]:
     """Every column of every execution: compare before and after."""
     return list(Execution.objects.order_by("pk").values())
+
+
+async def run_here(execution_id, **engine: Any) -> Execution:
+    """Run a recorded execution to its end in this process, supervised as a
+    terminal's own run is (`signal=` and `observers=` go to the engine)."""
+    supervisor = Supervisor(reaps=False)
+    try:
+        return await supervisor.run_here(execution_id, **engine)
+    finally:
+        await supervisor.close()

@@ -360,6 +360,16 @@ def test_interrupt_running_is_202_interrupting_and_idempotent(client, login):
         "source": "api",
         "force": False,
         "reason": "wrong branch",
+        "delivered_at": None,
+        "requests": [
+            {
+                "at": first.json()["interrupt"]["requested_at"],
+                "by": user.username,
+                "source": "api",
+                "force": False,
+                "reason": "wrong branch",
+            }
+        ],
     }
     assert again.json() == first.json()
     execution.refresh_from_db()

@@ -198,12 +198,12 @@ def assert_interrupt_shown(
     api = viewer.get(f"/api/executions/{execution_id}/").json()["interrupt"]
     admin = admin_audit(viewer, execution_id)
 
+    request = {"by": who, "source": source, "force": forced, "reason": why}
     assert api == {
         "requested_at": snapshot["requested_at"],
-        "by": who,
-        "source": source,
-        "force": forced,
-        "reason": why,
+        **request,
+        "delivered_at": snapshot["delivered_at"],
+        "requests": [{"at": snapshot["requested_at"], **request}],
     }
     assert page["interrupt-by"] == who
     assert page["interrupt-source"] == SOURCES[source]

@@ -22,7 +22,8 @@ from executions.engine import (
     registry,
 )
 from executions.models import Execution, Source, Status
-from executions.runner import Runner, RunObserver
+from executions.runtime.supervisor import RunObserver
+from tests.factories import run_here
 
 from .engine.steps import HANG, Events
 
@@ -279,8 +280,8 @@ class InterruptOnceCopying(RunObserver):
     def __init__(self, signal: InterruptSignal) -> None:
         self.signal = signal
 
-    def step(self, state: StepState) -> None:
-        if state.id == "copy" and state.done >= CHUNK:
+    def step(self, step: dict) -> None:
+        if step["id"] == "copy" and step["progress"]["done"] >= CHUNK:
             self.signal.request()
 
 
@@ -288,7 +289,7 @@ class InterruptOnceCopying(RunObserver):
 async def test_demo_steps_through_the_runner_succeeds_in_the_database():
     execution = await start("demo.steps", {"count": 2, **FAST})
 
-    await asyncio.wait_for(Runner(execution.pk).run(), HANG)
+    await asyncio.wait_for(run_here(execution.pk), HANG)
 
     row = await load(execution.pk)
     assert row.status == Status.SUCCEEDED
@@ -312,11 +313,10 @@ async def test_files_sync_through_the_runner_is_interrupted_in_the_database(
     params = {"src": str(tree), "dest": str(dest), "bytes_per_second": 4 * MIB}
     execution = await start("files.sync", params)
     signal = InterruptSignal()
-    runner = Runner(
-        execution.pk, signal=signal, observers=[InterruptOnceCopying(signal)]
+    await asyncio.wait_for(
+        run_here(execution.pk, signal=signal, observers=[InterruptOnceCopying(signal)]),
+        HANG,
     )
-
-    await asyncio.wait_for(runner.run(), HANG)
 
     row = await load(execution.pk)
     assert row.status == Status.INTERRUPTED

@@ -9,7 +9,7 @@ import pytest
 
 from executions import services
 from executions.models import Execution, Status
-from executions.runner import Runner
+from tests.factories import run_here
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_files_sync_never_writes_through_a_symlinked_directory(tmp_path):
     (dest / "sub").symlink_to(outside, target_is_directory=True)
     execution = start(src, dest, source="cli").execution
 
-    execution = asyncio.run(Runner(execution.id).run())
+    execution = asyncio.run(run_here(execution.id))
 
     assert execution.status == Status.FAILED
     assert "leads outside" in execution.outcome["errors"]["copy"]

@@ -13,8 +13,8 @@ from django.contrib.auth.models import Permission
 
 from executions import services
 from executions.models import Execution, Source, Status
-from executions.runner import Runner
 from peace_site.asgi import application
+from tests.factories import run_here
 from tests.sockets import TIMEOUT, ping, receive, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,7 +96,7 @@ async def test_execution_socket_streams_a_run_in_order(connect, user):
     communicator, _ = await connect(f"/ws/executions/{execution.id}/", user)
     await receive(communicator)
 
-    await asyncio.wait_for(Runner(execution.id).run(), TIMEOUT)
+    await asyncio.wait_for(run_here(execution.id), TIMEOUT)
     messages = await receive_until(communicator, "finished")
 
     assert messages[0]["type"] == "status"
@@ -117,7 +117,7 @@ async def test_execution_socket_interrupt_stops_the_run(connect, user):
     execution = await database_sync_to_async(start)(SLOW)
     communicator, _ = await connect(f"/ws/executions/{execution.id}/", user)
     await receive(communicator)
-    run = asyncio.create_task(Runner(execution.id).run())
+    run = asyncio.create_task(run_here(execution.id))
     await receive_until(communicator, "step")
 
     await communicator.send_json_to({"type": "interrupt", "reason": "enough"})
@@ -154,7 +154,7 @@ async def test_execution_socket_interrupt_of_a_finished_one_is_not_running(
     execution = await database_sync_to_async(start)()
     communicator, _ = await connect(f"/ws/executions/{execution.id}/", user)
     await receive(communicator)
-    await Runner(execution.id).run()
+    await run_here(execution.id)
     await receive_until(communicator, "finished")
 
     await communicator.send_json_to({"type": "interrupt"})
@@ -342,7 +342,7 @@ async def test_list_socket_hears_status_changes_and_answers_ping(connect, user):
     communicator, _ = await connect("/ws/executions/", user)
     await receive(communicator)
 
-    await Runner(execution.id).run()
+    await run_here(execution.id)
     messages = await receive_until(communicator, "finished")
 
     assert [message["type"] for message in messages] == ["status", "finished"]

@@ -328,8 +328,14 @@ def test_cli_execute_refuses_bad_params_exits_2(world, case):
 
     answer = command(*args)
 
-    lines = "\n".join(f"  {name}: {text}" for name, text in case.errors.items())
-    assert answer == (2, f"Invalid params:\n{lines}")
+    options = [(k, v) for k, v in case.errors.items() if k in ("strategy", "profile")]
+    params = [
+        (k, v) for k, v in case.errors.items() if k not in ("strategy", "profile")
+    ]
+    lines = [f"Invalid --{name}: {text}" for name, text in options]
+    if params:
+        lines += ["Invalid params:", *(f"  {name}: {text}" for name, text in params)]
+    assert answer == (2, "\n".join(lines))
     assert table() == before
 
 

@@ -11,7 +11,7 @@ from channels.layers import get_channel_layer
 
 from executions import services
 from executions.models import Execution, Status
-from executions.runner import Runner
+from tests.factories import run_here
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ async def test_interrupt_lands_when_every_push_is_lost(lossy_layer, force):
             dispatch=False,
         )
     ).execution
-    run = asyncio.ensure_future(Runner(execution.id).run())
+    run = asyncio.ensure_future(run_here(execution.id))
     await wait_for_status(execution.id, Status.RUNNING)
 
     await database_sync_to_async(services.request_interrupt)(

@@ -16,7 +16,7 @@ from executions.models import Execution, Source, Status
 
 pytestmark = pytest.mark.django_db
 
-LOST = "lost: the runner stopped heartbeating"
+LOST = "lost: its supervisor stopped heartbeating"
 
 
 def step(step_id: str, status: str = "pending") -> dict:
@@ -55,7 +55,7 @@ def test_claim_moves_queued_to_running_once():
 
     row = fresh(execution)
     assert (first, second) == (True, False)
-    assert (row.status, row.runner) == (Status.RUNNING, "runner-1")
+    assert (row.status, row.supervisor) == (Status.RUNNING, "runner-1")
     assert row.started_at is not None
     assert row.heartbeat_at == row.started_at
 
@@ -210,29 +210,24 @@ def test_transitions_after_the_end_all_refuse():
     results = [
         execution.claim("runner-2"),
         execution.save_steps([step("a", "running")]),
-        execution.beat(),
         execution.mark_lost(),
     ]
 
     row = fresh(execution)
-    assert results == [False, False, False, False]
-    assert (row.status, row.runner) == (Status.SUCCEEDED, "runner-1")
+    assert results == [False, False, False]
+    assert (row.status, row.supervisor) == (Status.SUCCEEDED, "runner-1")
     assert row.steps == [step("a", "succeeded")]
 
 
-def test_save_steps_and_beat_write_only_while_running():
+def test_save_steps_writes_only_while_running():
     queued = make_execution()
     live = running()
-    long_ago = timezone.now() - timedelta(minutes=5)
-    Execution.objects.filter(pk=live.pk).update(heartbeat_at=long_ago)
 
     results = [queued.save_steps([step("x")]), live.save_steps([step("x")])]
-    beats = [queued.beat(), live.beat()]
 
-    assert (results, beats) == ([False, True], [False, True])
+    assert results == [False, True]
     assert fresh(queued).steps == [step("a"), step("b")]
     assert fresh(live).steps == [step("x")]
-    assert fresh(live).heartbeat_at > long_ago
 
 
 # -- lost, and the reaper's query ------------------------------------------------------
@@ -252,18 +247,21 @@ def test_mark_lost_ends_a_running_execution_keeping_what_finished():
         ("skipped", None),
     ]
     assert row.outcome == {
-        "kind": "interrupted",
+        "kind": "lost",
         "steps_processed": ["a"],
         "steps_not_processed": ["b", "c"],
         "errors": {},
     }
 
 
-def test_mark_lost_leaves_a_queued_execution_alone():
+def test_mark_lost_ends_a_queued_execution_whose_creator_died():
     execution = make_execution()
 
-    assert execution.mark_lost() is False
-    assert fresh(execution).status == Status.QUEUED
+    assert execution.mark_lost() is True
+    row = fresh(execution)
+    assert row.status == Status.LOST
+    assert row.outcome["kind"] == "lost"
+    assert [s["status"] for s in row.steps] == ["skipped", "skipped"]
 
 
 def test_stale_finds_running_rows_whose_runner_went_quiet():

@@ -12,10 +12,10 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from executions import groups, services
+from executions import services
 from executions.models import Execution, Source, Status
-from executions.runner import Runner
-from tests.factories import execution
+from executions.runtime import groups
+from tests.factories import execution, run_here
 from tests.sockets import TIMEOUT, receive, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,7 +48,7 @@ def db_snapshot(execution_id) -> dict:
 
 async def run(execution_id, *, interrupt: bool) -> None:
     """Run it to the end; with `interrupt`, stop it once it has started."""
-    task = asyncio.ensure_future(Runner(execution_id).run())
+    task = asyncio.ensure_future(run_here(execution_id))
     if interrupt:
         async with asyncio.timeout(TIMEOUT):
             while (await db_snapshot(execution_id))["status"] == Status.QUEUED:

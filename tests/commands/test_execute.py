@@ -10,7 +10,7 @@ from executions import services
 from executions.engine import InterruptSignal
 from executions.management.commands.execute import FORCED, GRACEFUL
 from executions.models import Execution, Status
-from executions.runner import Runner
+from tests.factories import run_here
 from tests.processes import Process
 
 
@@ -121,11 +121,11 @@ def test_execute_json_prints_id_then_snapshot(execute):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_execute_failing_step_exits_1(capsys):
-    with pytest.raises(CommandError) as raised:
+def test_execute_failing_step_exits_1_after_its_report(capsys):
+    with pytest.raises(SystemExit) as raised:
         call_command("execute", *demo_steps("count=3", "seconds=0", "fail_at=2"))
 
-    assert raised.value.returncode == 1
+    assert raised.value.code == 1
     execution = Execution.objects.get()
     assert execution.status == Status.FAILED
     assert execution.outcome["errors"] == {
@@ -195,7 +195,7 @@ def interrupted_after_step_1(transactional_db):
     ).execution
     signal = InterruptSignal()
     signal.request()  # poll-next-n:1 lets exactly one step through
-    return asyncio.run(Runner(execution.id, signal=signal).run())
+    return asyncio.run(run_here(execution.id, signal=signal))
 
 
 def test_execute_resume_skips_steps_that_succeeded(interrupted_after_step_1, capsys):
@@ -234,7 +234,7 @@ def test_execute_resume_of_a_succeeded_execution_exits_2(interrupted_after_step_
     [
         (["--resume", "nope"], "No execution with ID 'nope'."),
         (["demo.steps", "--resume", "x"], "--resume takes the command, params, "),
-        ([], "Name a command, or --resume ID."),
+        ([], "Name a command, or --resume ID (--list lists them)."),
     ],
 )
 def test_execute_resume_usage_errors_exit_2(args, message):

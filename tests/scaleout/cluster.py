@@ -23,8 +23,8 @@ from typing import Any
 import redis
 from websockets.sync.client import ClientConnection, connect
 
-from executions import groups
 from executions.models import TERMINAL
+from executions.runtime import groups
 from tests.processes import Process
 
 #: Runners that must hear an interrupt by push re-read the durable request

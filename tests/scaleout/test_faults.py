@@ -43,7 +43,7 @@ def test_worker_killed_mid_run_ends_it_lost_and_watchers_are_told(
     execution_id = session.start(server, "demo.steps", **LONG_RUN)["id"]
     watcher = session.watch(server, execution_id)
     watcher.step("step-1", "running")
-    pid = runner_pid(Execution.objects.get(pk=execution_id).runner)
+    pid = runner_pid(Execution.objects.get(pk=execution_id).supervisor)
     victim = next(worker for worker in running if worker.popen.pid == pid)
 
     victim.signal(signal.SIGKILL)

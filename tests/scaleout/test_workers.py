@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from executions.models import Execution
-from executions.pool import SHUTDOWN_REASON
+from executions.runtime.supervisor import SHUTDOWN_REASON
 from tests.scaleout.cluster import (
     ALL_STEPS_OF_LONG_RUN,
     LONG_RUN,
@@ -40,7 +40,7 @@ def test_worker_run_interrupted_on_one_server_stops_by_push_and_both_report(
     assert response.status == 202
     assert response.json()["status"] == "interrupting"
     execution = Execution.objects.get(pk=execution_id)
-    assert runner_pid(execution.runner) == worker.popen.pid
+    assert runner_pid(execution.supervisor) == worker.popen.pid
     assert execution.finished_at - execution.interrupt_requested_at < PUSH_BOUND
     # Its only poll was at its start: the request came later.
     assert execution.finished_at - execution.started_at < timedelta(seconds=SLOW_POLL)
@@ -71,7 +71,7 @@ def test_two_workers_take_two_executions_started_at_once_one_each(cluster, sessi
         listing.wait_for(lambda event: event["type"] == "finished")
 
     executions = [Execution.objects.get(pk=execution_id) for execution_id in ids]
-    assert {runner_pid(execution.runner) for execution in executions} == {
+    assert {runner_pid(execution.supervisor) for execution in executions} == {
         worker.popen.pid for worker in workers
     }
     for execution in executions:

@@ -1,7 +1,9 @@
 """Run a command in this terminal, with a live bar per step.
 
-Ctrl-C once asks for a graceful stop; twice forces. Exit codes: 0 succeeded,
-1 failed, 130 interrupted, 2 usage error, 3 profile busy.
+This process is the execution process and its own supervisor: Ctrl-C
+reaches it directly. Ctrl-C once asks for a graceful stop; twice forces.
+Exit codes: 0 succeeded, 1 failed, 130 interrupted, 2 usage error, 3 profile
+busy.
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ from channels.db import database_sync_to_async
 from django.core.management.base import BaseCommand, CommandError
 
 from executions import services
-from executions.engine import InterruptSignal
 from executions.models import Execution, Source, Status
-from executions.runner import Runner
-from executions.terminal import TerminalBars, report
+from executions.runtime.supervisor import Supervisor
+from executions.terminal import ClosedPipeSafe, TerminalBars, describe_cmds, report
 
 EXIT_CODES = {
     Status.SUCCEEDED: 0,
@@ -32,7 +33,13 @@ GRACEFUL = (
     "Interrupt requested: steps in flight finish or stop at their checkpoint; "
     "no new step starts. Press Ctrl-C again to force."
 )
+IGNORED = (
+    "Interrupt recorded: this run's strategy is ignore, so it goes on to the "
+    "end. Press Ctrl-C again to force."
+)
 FORCED = "Forcing: steps in flight are cancelled now."
+#: Errors of these fields are about the options, not the command's params.
+OPTIONS = ("strategy", "profile", "timeout", "force_after")
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
@@ -47,12 +54,25 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
+def params_error(error: services.ParamsError) -> CommandError:
+    options = {k: v for k, v in error.errors.items() if k in OPTIONS}
+    params = {k: v for k, v in error.errors.items() if k not in OPTIONS}
+    lines = [f"Invalid --{k.replace('_', '-')}: {v}" for k, v in options.items()]
+    if params:
+        lines.append("Invalid params:")
+        lines += [f"  {k}: {v}" for k, v in params.items()]
+    return CommandError("\n".join(lines), returncode=USAGE)
+
+
 class Command(BaseCommand):
     help = "Run a command (a graph of steps) here, with live progress."
 
     def add_arguments(self, parser):
         parser.add_argument(
             "cmd", nargs="?", help="the command's name, such as demo.steps"
+        )
+        parser.add_argument(
+            "--list", action="store_true", help="list the commands and their params"
         )
         parser.add_argument(
             "--resume",
@@ -73,15 +93,42 @@ class Command(BaseCommand):
             help="finish-current (default), poll-next-n:N or ignore",
         )
         parser.add_argument(
+            "--timeout",
+            metavar="SECONDS",
+            help="interrupt the run gracefully after this long",
+        )
+        parser.add_argument(
+            "--force-after",
+            metavar="SECONDS",
+            help="force an interrupt still pending after this long",
+        )
+        parser.add_argument(
             "--json",
             action="store_true",
             dest="as_json",
             help="no bars: print the ID, then the final snapshot as JSON",
         )
 
-    def handle(self, *args, cmd, param, profile, strategy, as_json, resume, **opts):
-        started = self.start(cmd, param, profile, strategy, resume)
-        execution = started.execution
+    def execute(self, *args, **options):
+        # A closed stdout (`execute ... | head -1`) must not end the run.
+        self.stdout._out = ClosedPipeSafe(self.stdout._out)
+        return super().execute(*args, **options)
+
+    def handle(self, *args, cmd, list, as_json, **options):
+        if list:
+            self.stdout.write(describe_cmds())
+            return
+        self.presses = 0
+        self.execution: Execution | None = None
+        # Installed before the row exists: a Ctrl-C at any moment counts.
+        previous = signal.signal(signal.SIGINT, self._early_signal)
+        try:
+            supervisor = Supervisor(reaps=False)
+            services.reap_orphans()
+            started = self.start(cmd, supervisor=supervisor.identity, **options)
+            self.execution = execution = started.execution
+        finally:
+            signal.signal(signal.SIGINT, previous)
         self.stdout.write(str(execution.id))
         if not started.created:
             raise CommandError(
@@ -92,10 +139,15 @@ class Command(BaseCommand):
         bars = None if as_json else TerminalBars(self.stdout._out)
         if bars:
             bars.say(f"{execution.title} ({execution.cmd})", "bold")
-        execution = asyncio.run(self.run(execution, bars))
+        execution = asyncio.run(self.run(supervisor, execution, bars))
         self.finish(execution, bars, as_json=as_json)
 
-    def start(self, cmd, param, profile, strategy, resume) -> services.StartResult:
+    def _early_signal(self, number, frame) -> None:
+        self.presses += 1
+
+    def start(
+        self, cmd, *, supervisor, param, profile, strategy, resume, **options
+    ) -> services.StartResult:
         if resume and (cmd or param or profile or strategy):
             raise CommandError(
                 "--resume takes the command, params, profile and strategy of "
@@ -103,12 +155,19 @@ class Command(BaseCommand):
                 returncode=USAGE,
             )
         if not resume and not cmd:
-            raise CommandError("Name a command, or --resume ID.", returncode=USAGE)
+            raise CommandError(
+                "Name a command, or --resume ID (--list lists them).",
+                returncode=USAGE,
+            )
         login = getpass.getuser()
         try:
             if resume:
                 return services.resume_execution(
-                    resume, source=Source.CLI, dispatch=False, by_name=login
+                    resume,
+                    source=Source.CLI,
+                    dispatch=False,
+                    supervisor=supervisor,
+                    by_name=login,
                 )
             return services.start_execution(
                 cmd,
@@ -117,7 +176,10 @@ class Command(BaseCommand):
                 strategy=strategy,
                 source=Source.CLI,
                 dispatch=False,
+                supervisor=supervisor,
                 by_name=login,
+                timeout=options["timeout"],
+                force_after=options["force_after"],
             )
         except (
             services.UnknownCmd,
@@ -126,48 +188,53 @@ class Command(BaseCommand):
         ) as error:
             raise CommandError(str(error), returncode=USAGE) from None
         except services.ParamsError as error:
-            lines = "\n".join(f"  {k}: {v}" for k, v in error.errors.items())
-            raise CommandError(f"Invalid params:\n{lines}", returncode=USAGE) from None
+            raise params_error(error) from None
 
-    async def run(self, execution: Execution, bars: TerminalBars | None) -> Execution:
-        interrupt = InterruptSignal()
-        presses = 0
+    async def run(
+        self, supervisor: Supervisor, execution: Execution, bars: TerminalBars | None
+    ) -> Execution:
         loop = asyncio.get_running_loop()
         pending: set[asyncio.Task] = set()
 
         def on_signal(source: str) -> None:
-            nonlocal presses
-            presses += 1
-            force = presses > 1
-            self.say(bars, FORCED if force else GRACEFUL)
-            task = loop.create_task(self.request(execution, interrupt, source, force))
+            self.presses += 1
+            force = self.presses > 1
+            if self.presses <= 2:
+                ignored = execution.strategy == "ignore"
+                self.say(bars, FORCED if force else IGNORED if ignored else GRACEFUL)
+            task = loop.create_task(self.request(supervisor, execution, source, force))
             pending.add(task)
             task.add_done_callback(pending.discard)
 
         loop.add_signal_handler(signal.SIGINT, on_signal, Source.CLI)
         loop.add_signal_handler(signal.SIGTERM, on_signal, Source.SHUTDOWN)
+        early, self.presses = self.presses, 0
+        for _ in range(early):
+            on_signal(Source.CLI)
         try:
+            if pending:
+                await asyncio.wait(pending)  # recorded before the run starts
             observers = [bars] if bars else []
-            return await Runner(
-                execution.id, signal=interrupt, observers=observers
-            ).run()
+            return await supervisor.run_here(execution.id, observers=observers)
         finally:
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
+            await supervisor.close()
 
     async def request(
-        self, execution: Execution, interrupt: InterruptSignal, source: str, force: bool
+        self, supervisor: Supervisor, execution: Execution, source: str, force: bool
     ) -> None:
-        """Durable first, then the in-memory signal: so an interrupted row
-        always carries the request that interrupted it."""
+        """Durable first, then the engine: so an interrupted row always
+        carries the request that interrupted it."""
         try:
             await database_sync_to_async(services.request_interrupt)(
                 execution.id, source=source, force=force, by_name=getpass.getuser()
             )
         except services.NotRunning:
-            pass  # it finished meanwhile: nothing to stop
-        finally:
-            interrupt.request(force=force)
+            return  # it finished meanwhile: nothing to stop
+        run = supervisor.runs.get(str(execution.id))
+        if run is not None:
+            run.deliver(force)
 
     def say(self, bars: TerminalBars | None, text: str) -> None:
         if bars:
@@ -183,6 +250,6 @@ class Command(BaseCommand):
                 bars.say(text, style)
         code = EXIT_CODES[execution.status]
         if code:
-            raise CommandError(
-                f"Execution {execution.id} {execution.status}.", returncode=code
-            )
+            # The report said what happened; a CommandError would say it
+            # again, as if the command itself had crashed.
+            raise SystemExit(code)

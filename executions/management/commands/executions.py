@@ -38,6 +38,7 @@ class Command(BaseCommand):
             )
         if limit < 1:
             raise CommandError("--limit must be at least 1.", returncode=2)
+        services.reap_orphans()
         rows = [COLUMNS] + [
             _row(execution)
             for execution in services.list_executions(status=status)[:limit]

@@ -13,10 +13,13 @@ from executions import services
 from executions.models import Source
 
 MESSAGES = {
-    "requested": "Interrupt requested: the runner stops at its next checkpoint.",
+    "requested": "Interrupt requested: steps in flight finish or stop at their "
+    "next checkpoint; no new step starts.",
+    "forced": "Forced interrupt requested: steps in flight are cancelled now.",
     "escalated": "Interrupt escalated to force: steps in flight are cancelled.",
     "already": "An interrupt was already requested; it stands.",
     "interrupted": "It had not started: interrupted, nothing was processed.",
+    "ended": "Nobody was running it any more (its supervisor is gone): ended now.",
 }
 
 
@@ -31,6 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--reason", default="", help="kept in the audit record")
 
     def handle(self, *args, execution_id: str, force: bool, reason: str, **options):
+        services.reap_orphans()
         try:
             result = services.request_interrupt(
                 execution_id,
@@ -46,5 +50,7 @@ class Command(BaseCommand):
         execution = result.execution
         self.stdout.write(
             self.style.SUCCESS(f"{execution.id}: {execution.status}. ")
-            + MESSAGES[result.result]
+            + MESSAGES[
+                "forced" if force and result.result == "requested" else result.result
+            ]
         )

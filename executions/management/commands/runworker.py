@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from channels.management.commands.runworker import Command as ChannelsRunworker
 
-from executions.worker import ExecutionsWorker
+from executions.runtime.worker import ExecutionsWorker
 
 
 class Command(ChannelsRunworker):

@@ -15,35 +15,34 @@ import signal
 
 from channels.worker import Worker
 
-from . import groups
-from .conf import conf
-from .pool import RunnerPool
+from ..conf import conf
+from . import groups, process
+from .supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 
 
 class ExecutionsWorker(Worker):
-    pool: RunnerPool | None = None
+    supervisor: Supervisor | None = None
 
     async def handle(self) -> None:
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         background = [asyncio.ensure_future(self.listener(c)) for c in self.channels]
         if groups.WORKER_CHANNEL in self.channels:
-            self.pool = RunnerPool(
+            self.supervisor = Supervisor(
                 queue=groups.WORKER_CHANNEL,
                 concurrency=conf.WORKER_CONCURRENCY,
             )
-            background += [
-                asyncio.ensure_future(self.pool.take_work()),
-                asyncio.ensure_future(self.pool.keep_house()),
-            ]
+            self.supervisor.ensure_housekeeping()
+            background.append(asyncio.ensure_future(self.supervisor.take_work()))
+            loop.run_in_executor(None, process.warm_up)
             for number in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(number, self.shutdown)
             logger.warning(
                 "worker %s takes executions, %d at a time",
-                self.pool.runner_id,
-                self.pool.concurrency,
+                self.supervisor.identity,
+                self.supervisor.concurrency,
             )
         try:
             await self._stopped.wait()
@@ -53,14 +52,14 @@ class ExecutionsWorker(Worker):
             await asyncio.gather(*background, return_exceptions=True)
 
     def shutdown(self) -> None:
-        if self.pool.draining:
+        if self.supervisor.draining:
             return  # already draining: the grace period ends in force
-        logger.warning("worker %s draining", self.pool.runner_id)
+        logger.warning("worker %s draining", self.supervisor.identity)
         asyncio.ensure_future(self._drain())
 
     async def _drain(self) -> None:
         try:
-            await self.pool.drain()
+            await self.supervisor.drain()
         finally:
             self._stopped.set()
 
@@ -76,7 +75,7 @@ class ExecutionsWorker(Worker):
                 await asyncio.sleep(1.0)
                 continue
             if channel == groups.WORKER_CHANNEL:
-                self.pool.wake()
+                self.supervisor.wake()
                 continue
             if not message.get("type"):
                 logger.warning("dropped a message with no type on %s", channel)

@@ -68,7 +68,7 @@ async def status_changed(snapshot: dict, event: str = groups.STATUS) -> None:
 
 
 def interrupt_on_commit(execution_id, *, force: bool) -> None:
-    """Tell the runner, wherever it is: the fast path after the durable one."""
+    """Tell the supervisor, wherever it is: the fast path after the durable one."""
     send_on_commit(
         groups.control_group(execution_id),
         {"type": groups.INTERRUPT, "force": force},

@@ -30,5 +30,5 @@ def watch_group(execution_id: uuid.UUID | str) -> str:
 
 
 def control_group(execution_id: uuid.UUID | str) -> str:
-    """The runner of one execution: interrupts go here."""
+    """The supervisor of one execution: interrupts go here."""
     return f"execution-control.{uuid.UUID(str(execution_id)).hex}"

@@ -1,0 +1,231 @@
+"""Execution processes: each execution's engine and step code in an OS
+process (and process group) of its own, forked from a warm forkserver.
+
+The forkserver imports Django and every app's commands once
+(`preload`), so starting an execution costs a fork, not an interpreter.
+Supervisor and execution process talk over a socket pair, one JSON message
+a line:
+
+- supervisor → process: `{"t": "interrupt", "force": bool}`;
+- process → supervisor: `{"t": "step", "step": {...}}` for progress,
+  `{"t": "ack", "force": bool}` once its signal is set (or escalated), and
+  `{"t": "report", "outcome": {...}, "results": {...}}` at the end.
+
+The execution process never writes the row: the supervisor does, and only
+once the process and its process group are gone, so no step code runs after
+the row says the run ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..engine import InterruptSignal
+from .spec import RunSpec, run_spec
+
+logger = logging.getLogger(__name__)
+
+#: One message may carry a step's results: allow large lines.
+LINE_LIMIT = 64 * 1024 * 1024
+PRELOAD = ["executions.runtime.preload"]
+
+_context: multiprocessing.context.BaseContext | None = None
+_context_lock = threading.Lock()
+
+
+def context() -> multiprocessing.context.BaseContext:
+    """The forkserver context, its server preloading Django and the apps."""
+    global _context
+    with _context_lock:
+        if _context is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(PRELOAD)
+            _context = ctx
+        return _context
+
+
+def warm_up() -> None:
+    """Start the forkserver now (it takes Django's start-up once), so the
+    first execution does not wait for it. Blocking: call from a thread."""
+    from multiprocessing import forkserver
+
+    context()
+    forkserver.ensure_running()
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+# -- the execution process -------------------------------------------------------
+
+
+def main(spec: dict[str, Any], sock: socket.socket) -> None:
+    """The execution process's entry point (in the forked child)."""
+    os.setpgid(0, 0)  # its own process group: force stops what it started
+    # The supervisor's SIGINT (a terminal's Ctrl-C on daphne) is not ours.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    code = 0
+    try:
+        asyncio.run(_serve(RunSpec(**spec), sock))
+    except BaseException:
+        logger.exception("execution process for %s failed", spec["execution_id"])
+        code = 70
+    # Abandoned step threads end with the process, not after it.
+    os._exit(code)
+
+
+async def _serve(spec: RunSpec, sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_unix_connection(sock=sock, limit=LINE_LIMIT)
+    interrupt = InterruptSignal()
+
+    def send(message: dict[str, Any]) -> None:
+        writer.write(encode(message))
+
+    def on_signal() -> None:
+        ack = {"t": "ack", "force": interrupt.force}
+        loop.call_soon_threadsafe(send, ack)
+
+    interrupt.add_listener(on_signal)
+    listening = asyncio.ensure_future(_listen(reader, interrupt))
+    report = await run_spec(
+        spec, interrupt, lambda state: send({"t": "step", "step": state.to_dict()})
+    )
+    send(
+        {"t": "report", "outcome": report.outcome.to_dict(), "results": report.results}
+    )
+    await writer.drain()
+    listening.cancel()
+
+
+async def _listen(reader: asyncio.StreamReader, interrupt: InterruptSignal) -> None:
+    while True:
+        line = await reader.readline()
+        if not line:
+            # The supervisor is gone: nobody would record what happens next.
+            # Stop at once, with everything this run started.
+            os.killpg(0, signal.SIGKILL)
+        message = json.loads(line)
+        print("CHILD GOT", message, flush=True)
+        if message.get("t") == "interrupt":
+            interrupt.request(force=bool(message.get("force")))
+
+
+# -- the supervisor's side ---------------------------------------------------------
+
+
+class ExecutionProcess:
+    """The supervisor's handle on one execution process."""
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        on_message: Callable[[dict[str, Any]], None],
+    ) -> None:
+        self.spec = spec
+        self.on_message = on_message
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._reading: asyncio.Task | None = None
+        self._exited: asyncio.Future | None = None
+        #: An interrupt asked for while the process was still starting.
+        self._pending: bool | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        self.process = context().Process(
+            target=main,
+            args=(self.spec.as_dict(), theirs),
+            name=f"execution-{self.spec.execution_id}",
+            daemon=True,
+        )
+        try:
+            # The first start may wait for the forkserver: not on the loop.
+            await loop.run_in_executor(None, self.process.start)
+        finally:
+            theirs.close()
+        reader, self._writer = await asyncio.open_unix_connection(
+            sock=ours, limit=LINE_LIMIT
+        )
+        if self._pending is not None:
+            self.interrupt(self._pending)
+        self._exited = loop.create_future()
+        loop.add_reader(self.process.sentinel, self._on_exit)
+        self._reading = asyncio.ensure_future(self._read(reader))
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def _on_exit(self) -> None:
+        asyncio.get_running_loop().remove_reader(self.process.sentinel)
+        self.process.join(0)
+        if not self._exited.done():
+            self._exited.set_result(self.process.exitcode)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while line := await reader.readline():
+            try:
+                message = json.loads(line)
+            except ValueError:
+                logger.warning("bad message from %s", self.spec.execution_id)
+                continue
+            self.on_message(message)
+
+    def interrupt(self, force: bool) -> None:
+        if self._writer is None:
+            self._pending = force  # sent once connected
+        elif not self._writer.is_closing():
+            self._writer.write(encode({"t": "interrupt", "force": force}))
+
+    async def wait(self) -> int:
+        """Wait until the process has exited and every message it sent was
+        read; return its exit code (negative: the signal that killed it)."""
+        code = await self._exited
+        if self._reading is not None:
+            await asyncio.wait([self._reading], timeout=5)
+        return code
+
+    def kill_group(self, number: int = signal.SIGKILL) -> None:
+        """Signal the execution's process group: the process, its threads'
+        children, and every subprocess a step started."""
+        if self.pid is None:
+            return
+        try:
+            os.killpg(self.pid, number)
+        except ProcessLookupError:
+            # Not (or no longer) a group: the process itself, if alive.
+            if self.process.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, number)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._reading is not None:
+            self._reading.cancel()
+
+
+def describe_exit(code: int) -> str:
+    """Why an execution process ended without reporting, for the row."""
+    if code < 0:
+        name = signal.Signals(-code).name
+        text = f"the execution process was killed by {name}"
+        if -code == signal.SIGSEGV:
+            text += " (a segmentation fault)"
+        elif -code == signal.SIGKILL:
+            text += " (out of memory, or killed from outside)"
+        return text
+    return f"the execution process exited with code {code} before the run ended"

@@ -1,0 +1,95 @@
+"""With a channel layer that no other process shares (the embedded default,
+the in-memory layer), a terminal's run and the server share only the
+database. The server then relays what changes in the rows it does not
+supervise to its own watchers, every `EXECUTIONS_RELAY_INTERVAL`: a run
+started in a terminal appears on the list page, its bars move and its end is
+seen, as if it had been pushed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from channels.db import database_sync_to_async
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.db.models import Q
+from django.utils import timezone
+
+from ..conf import conf
+from ..models import ACTIVE, Execution
+from . import broadcast, groups
+
+logger = logging.getLogger(__name__)
+
+FIELDS = (
+    "status",
+    "interrupt_requested_at",
+    "interrupt_force",
+    "interrupt_delivered_at",
+)
+
+
+def needed() -> bool:
+    return isinstance(get_channel_layer(), InMemoryChannelLayer)
+
+
+@database_sync_to_async
+def _changed_rows(supervisor: str, since, seen: dict) -> list[tuple]:
+    """Rows not supervised here that are active or ended since `since`, with
+    what changed in each since `seen`: (execution, is_new, changed steps,
+    status changed)."""
+    rows = (
+        Execution.objects.filter(Q(status__in=ACTIVE) | Q(finished_at__gte=since))
+        .exclude(supervisor=supervisor)
+        .select_related("resumed_from")
+    )
+    changes = []
+    returned = set()
+    for execution in rows:
+        key = str(execution.id)
+        returned.add(key)
+        state = tuple(getattr(execution, field) for field in FIELDS)
+        steps = {step["id"]: step for step in execution.steps}
+        before = seen.get(key)
+        seen[key] = (state, steps)
+        if before is None:
+            changes.append((execution, True, [], True))
+            continue
+        changed_steps = [step for k, step in steps.items() if before[1].get(k) != step]
+        if changed_steps or state != before[0]:
+            changes.append((execution, False, changed_steps, state != before[0]))
+    for key in set(seen) - returned:
+        del seen[key]  # ended longer ago than the window: no longer watched
+    return changes
+
+
+async def relay(supervisor: str) -> None:
+    """Run for the server's life."""
+    seen: dict[str, tuple] = {}
+    since = timezone.now()
+    while True:
+        await asyncio.sleep(conf.RELAY_INTERVAL)
+        checked = timezone.now()
+        try:
+            changes = await _changed_rows(supervisor, since, seen)
+        except Exception:
+            logger.warning("relaying database changes failed", exc_info=True)
+            continue
+        since = checked - timezone.timedelta(seconds=conf.RELAY_INTERVAL)
+        for execution, new, steps, status_changed in changes:
+            await _tell(execution, new, steps, status_changed)
+
+
+async def _tell(execution: Execution, new: bool, steps, status_changed) -> None:
+    snapshot = await database_sync_to_async(execution.snapshot)()
+    group = groups.watch_group(execution.id)
+    for step in steps:
+        await broadcast.send(
+            group,
+            {"type": groups.STEP, "execution_id": str(execution.id), "step": step},
+        )
+    if new:
+        await broadcast.status_changed(snapshot, groups.CREATED)
+    if status_changed:
+        event = groups.FINISHED if execution.is_finished else groups.STATUS
+        await broadcast.status_changed(snapshot, event)

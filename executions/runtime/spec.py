@@ -1,0 +1,109 @@
+"""What an engine needs to run one execution, and the run itself: the part
+shared by an execution process and a terminal's own run."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..engine import (
+    InterruptSignal,
+    InterruptStrategy,
+    Outcome,
+    OutcomeKind,
+    Scheduler,
+    StepState,
+    registry,
+)
+from ..models import Execution
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSpec:
+    """Plain data (it crosses into the execution process): everything the
+    engine needs, so the execution process need not read the database."""
+
+    execution_id: str
+    cmd: str
+    params: dict[str, Any]
+    strategy: str
+    #: Steps that succeeded in the run this one resumes: not run again.
+    skip: list[str] = field(default_factory=list)
+    #: Their results, for the steps that depend on them.
+    results: dict[str, Any] = field(default_factory=dict)
+    progress_interval: float = 0.05
+    #: An interrupt that waited on the queued row: None, or its force.
+    interrupt: bool | None = None
+
+    @classmethod
+    def of(cls, execution: Execution, *, progress_interval: float) -> RunSpec:
+        original = execution.resumed_from
+        skip = []
+        results = {}
+        if original is not None:
+            skip = [s["id"] for s in original.steps if s["status"] == "succeeded"]
+            results = {k: v for k, v in original.results.items() if k in skip}
+        interrupt = None
+        if execution.interrupt_requested_at is not None:
+            interrupt = execution.interrupt_force
+        return cls(
+            execution_id=str(execution.id),
+            cmd=execution.cmd,
+            params=execution.params,
+            strategy=execution.strategy,
+            skip=skip,
+            results=results,
+            progress_interval=progress_interval,
+            interrupt=interrupt,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Report:
+    """How an engine run ended: the outcome, and each step's result."""
+
+    outcome: Outcome
+    results: dict[str, Any]
+
+
+async def run_spec(
+    spec: RunSpec,
+    signal: InterruptSignal,
+    on_step: Callable[[StepState], None],
+) -> Report:
+    """Run the command's steps under `signal` to a report. A command that
+    cannot be built (it changed or vanished since the row was made) fails
+    the run with that error instead of raising."""
+    try:
+        cmd = registry.get(spec.cmd)
+        steps = cmd.build(spec.params)
+        strategy = InterruptStrategy.parse(spec.strategy)
+    except Exception as error:
+        logger.exception("cannot run execution %s", spec.execution_id)
+        outcome = Outcome(
+            OutcomeKind.FAILED,
+            (),
+            (),
+            {"setup": f"{type(error).__name__}: {error}"},
+        )
+        return Report(outcome, {})
+    if spec.interrupt is not None:
+        signal.request(force=spec.interrupt)
+    scheduler = Scheduler(
+        steps,
+        spec.params,
+        signal=signal,
+        strategy=strategy,
+        on_step=on_step,
+        progress_interval=spec.progress_interval,
+        skip=spec.skip,
+    )
+    outcome = await scheduler.run()
+    return Report(outcome, dict(getattr(scheduler, "results", {})))
