@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.core.checks import Error
+from django.core.checks import CheckMessage, Error, Warning
 from django.utils.module_loading import import_string
 
 from .conf import RUNNERS, AppSettings, Setting
@@ -161,6 +162,31 @@ def check_settings(app_configs=None, **kwargs) -> list[Error]:
     return errors
 
 
+def check_sqlite(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """`manage.py execute` and the server write the same SQLite file at once:
+    in SQLite's default (deferred) transactions, two writers that both read
+    first deadlock, and one fails at once with "database is locked" instead
+    of waiting its turn."""
+    return sqlite_warnings(settings.DATABASES)
+
+
+def sqlite_warnings(databases: Mapping[str, Mapping]) -> list[CheckMessage]:
+    return [
+        Warning(
+            f"Database {alias!r} is SQLite without "
+            '"transaction_mode": "IMMEDIATE": runs and the server writing at '
+            'once can fail with "database is locked".',
+            hint=f'Set DATABASES[{alias!r}]["OPTIONS"] = {{"timeout": 20, '
+            '"transaction_mode": "IMMEDIATE", "init_command": '
+            '"PRAGMA journal_mode=WAL;"}. See docs/install.md.',
+            id="executions.W001",
+        )
+        for alias, database in databases.items()
+        if database.get("ENGINE") == "django.db.backends.sqlite3"
+        and database.get("OPTIONS", {}).get("transaction_mode") != "IMMEDIATE"
+    ]
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -200,4 +226,5 @@ CHECKS = (
     check_channel_layers,
     check_asgi_application,
     check_settings,
+    check_sqlite,
 )

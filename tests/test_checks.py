@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 from django.conf import settings
-from django.core.checks import Error, run_checks
+from django.core.checks import Error, Warning, run_checks
 from django.core.handlers.asgi import ASGIHandler
 from django.test import modify_settings, override_settings
 
@@ -253,3 +253,34 @@ def test_check_settings_message_shows_the_help_and_default():
         "EXECUTIONS_HEARTBEAT_TIMEOUT: seconds without a heartbeat before a run "
         "counts as lost. Its default is 15.0."
     )
+
+
+# -- DATABASES -----------------------------------------------------------------------
+
+
+def test_check_sqlite_warns_without_immediate_transactions():
+    databases = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "OPTIONS": {"transaction_mode": "IMMEDIATE"},
+        },
+        "other": {"ENGINE": "django.db.backends.sqlite3", "NAME": "other.db"},
+    }
+
+    assert checks.sqlite_warnings(databases) == [
+        Warning(
+            "Database 'other' is SQLite without \"transaction_mode\": "
+            '"IMMEDIATE": runs and the server writing at once can fail with '
+            '"database is locked".',
+            hint='Set DATABASES[\'other\']["OPTIONS"] = {"timeout": 20, '
+            '"transaction_mode": "IMMEDIATE", "init_command": '
+            '"PRAGMA journal_mode=WAL;"}. See docs/install.md.',
+            id="executions.W001",
+        )
+    ]
+
+
+def test_check_sqlite_leaves_other_databases_alone():
+    databases = {"default": {"ENGINE": "django.db.backends.postgresql"}}
+
+    assert checks.sqlite_warnings(databases) == []
