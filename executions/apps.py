@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 from django.utils.module_loading import autodiscover_modules
 
 
@@ -8,6 +9,11 @@ class ExecutionsConfig(AppConfig):
     verbose_name = "Executions"
 
     def ready(self) -> None:
+        from .checks import CHECKS
+
+        # What a project installing the app is missing (docs/install.md).
+        for check in CHECKS:
+            checks.register(check, "executions")
         # Commands are defined in a `cmds.py` of any installed app, found the
         # way admin.py modules are.
         autodiscover_modules("cmds")
