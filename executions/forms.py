@@ -29,8 +29,18 @@ INPUT_TYPES = {"int": "number", "float": "number", "bool": "checkbox", "str": "t
 
 
 @dataclass(frozen=True)
+class Choice:
+    """One option of an enumerated param's `<select>`."""
+
+    value: str
+    label: str
+    selected: bool
+
+
+@dataclass(frozen=True)
 class ParamField:
-    """One input of a command's fieldset, as the template renders it."""
+    """One input of a command's fieldset, as the template renders it: a
+    `<select>` of `options` for a param with choices, else an `<input>`."""
 
     name: str
     label: str
@@ -43,10 +53,18 @@ class ParamField:
     min: float | None
     max: float | None
     error: str
+    choices: tuple[str, ...] = ()
 
     @property
     def input_type(self) -> str:
-        return INPUT_TYPES[self.type]
+        return "select" if self.choices else INPUT_TYPES[self.type]
+
+    @property
+    def options(self) -> list[Choice]:
+        """The `<select>`'s options, the current value selected; a param that
+        takes null offers an empty one, which the schema reads as null."""
+        values = ([""] if self.nullable else []) + list(self.choices)
+        return [Choice(value, value or "none", value == self.value) for value in values]
 
     @property
     def step(self) -> str:
@@ -176,6 +194,7 @@ class StartForm:
             min=schema["min"],
             max=schema["max"],
             error=self.errors.get(name, ""),
+            choices=tuple(_display(choice) for choice in schema["choices"]),
         )
 
 

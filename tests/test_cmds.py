@@ -40,11 +40,15 @@ async def run_cmd(
     name: str, raw: dict, **options
 ) -> tuple[Outcome, dict[str, StepState]]:
     """Run a command through the engine alone: its outcome and step states."""
+    outcome, scheduler = await run_scheduler(name, raw, **options)
+    return outcome, scheduler.states
+
+
+async def run_scheduler(name: str, raw: dict, **options) -> tuple[Outcome, Scheduler]:
     cmd = registry.get(name)
     params = cmd.clean_params(raw)
-    scheduler = Scheduler(cmd.build(params), params, **options)
-    outcome = await asyncio.wait_for(scheduler.run(), HANG)
-    return outcome, scheduler.states
+    scheduler = Scheduler(cmd.build(params), cmd.bind(params), **options)
+    return await asyncio.wait_for(scheduler.run(), HANG), scheduler
 
 
 @pytest.fixture
@@ -84,6 +88,7 @@ async def test_files_sync_copies_a_tree_with_byte_progress(tree, tmp_path):
     assert files_under(dest) == files_under(tree)
     assert (copy.done, copy.total, copy.unit) == (total, total, "bytes")
     assert copy.message == "4 copied, 0 already there"
+    assert copy.result == {"copied": 4, "skipped": 0}
     assert events.final("verify").message == "4 files verified"
 
 
@@ -136,6 +141,26 @@ async def test_files_sync_rerun_completes_and_skips_identical_files(tree, tmp_pa
     # Skipped, not rewritten: a copy is renamed into place as a new file.
     assert (dest / "a.txt").stat().st_ino == kept
     assert files_under(dest) == files_under(tree)
+
+
+async def test_files_sync_resumed_after_the_scan_copies_from_its_stored_result(
+    tree, tmp_path
+):
+    dest = tmp_path / "dest"
+    _, first = await run_scheduler("files.sync", {"src": str(tree), "dest": str(dest)})
+    (tree / "late.txt").write_text("not in the scan")
+    (dest / "a.txt").unlink()
+
+    outcome, resumed = await run_scheduler(
+        "files.sync",
+        {"src": str(tree), "dest": str(dest)},
+        skip=["scan"],
+        results={"scan": first.results["scan"]},
+    )
+
+    assert outcome.kind is OutcomeKind.COMPLETE
+    assert resumed.results["copy"] == {"copied": 1, "skipped": 3}
+    assert "late.txt" not in files_under(dest)
 
 
 def test_files_sync_refuses_a_missing_src(tmp_path):
@@ -235,6 +260,14 @@ def test_demo_deploy_refuses_an_unknown_fail_step():
     errors = params_error("demo.deploy", {"fail_step": "s3_everything"})
 
     assert errors == {"fail_step": f"must be one of: {', '.join(DEPLOY_STEP_IDS)}"}
+
+
+def test_demo_deploy_offers_exactly_its_steps_to_fail():
+    cmd = registry.get("demo.deploy")
+
+    fail_step = next(param for param in cmd.params if param.name == "fail_step")
+
+    assert fail_step.choices == tuple(step.id for step in cmd.build({}))
 
 
 async def test_demo_deploy_runs_its_branches_side_by_side():

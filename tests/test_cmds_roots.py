@@ -8,8 +8,11 @@ import asyncio
 import pytest
 
 from executions import services
+from executions.engine import OutcomeKind, Scheduler, registry
 from executions.models import Execution, Status
 from tests.factories import run_here
+
+from .engine.steps import HANG
 
 
 @pytest.fixture
@@ -101,3 +104,64 @@ def test_files_sync_never_writes_through_a_symlinked_directory(tmp_path):
     assert execution.status == Status.FAILED
     assert "leads outside" in execution.outcome["errors"]["copy"]
     assert list(outside.iterdir()) == []
+
+
+def run_as_started(execution: Execution, *, restricted: bool):
+    """Run a recorded execution's steps as the runtime does, restricted as a
+    run from a shared door is."""
+    cmd = registry.get(execution.cmd)
+    scheduler = Scheduler(
+        cmd.build(execution.params), cmd.bind(execution.params), restricted=restricted
+    )
+    return asyncio.run(asyncio.wait_for(scheduler.run(), HANG))
+
+
+@pytest.mark.django_db
+def test_files_sync_refuses_at_run_time_a_dest_that_became_a_symlink_out(
+    roots, make_user
+):
+    allowed, outside = roots
+    (allowed / "dest").mkdir()
+    execution = start(allowed / "src", allowed / "dest", user=make_user("add"))
+    (allowed / "dest").rmdir()
+    (allowed / "dest").symlink_to(outside, target_is_directory=True)
+
+    outcome = run_as_started(execution.execution, restricted=True)
+
+    assert outcome.kind is OutcomeKind.FAILED
+    assert outcome.errors["copy"] == (
+        f"PermissionError: dest {allowed / 'dest'} is outside the allowed roots "
+        f"(EXECUTIONS_FILES_ROOTS): it leads to {outside}"
+    )
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.django_db
+def test_files_sync_refuses_at_run_time_a_src_that_became_a_symlink_out(
+    roots, make_user
+):
+    allowed, outside = roots
+    (outside / "secret.txt").write_text("secret")
+    execution = start(allowed / "src", allowed / "dest", user=make_user("add"))
+    (allowed / "src" / "a.txt").unlink()
+    (allowed / "src").rmdir()
+    (allowed / "src").symlink_to(outside, target_is_directory=True)
+
+    outcome = run_as_started(execution.execution, restricted=True)
+
+    assert outcome.errors["scan"].startswith(
+        f"PermissionError: src {allowed / 'src'} is outside the allowed roots"
+    )
+    assert not (allowed / "dest").exists()
+
+
+@pytest.mark.django_db
+def test_files_sync_from_the_terminal_follows_a_dest_symlink_at_run_time(roots):
+    allowed, outside = roots
+    (allowed / "dest").symlink_to(outside, target_is_directory=True)
+    execution = start(allowed / "src", allowed / "dest", source="cli")
+
+    outcome = run_as_started(execution.execution, restricted=False)
+
+    assert outcome.kind is OutcomeKind.COMPLETE
+    assert (outside / "a.txt").read_text() == "a"

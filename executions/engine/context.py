@@ -4,9 +4,9 @@ state, so a long step can stop inside itself."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from .interrupt import StepInterrupted
+from .params import Params
 from .progress import ProgressTracker
 
 
@@ -14,17 +14,20 @@ class StepContext:
     def __init__(
         self,
         step_id: str,
-        params: dict[str, Any],
+        params: Params,
         progress: ProgressTracker,
         should_stop: Callable[[], bool],
-        resources: dict[str, Any] | None = None,
+        *,
+        restricted: bool = False,
     ) -> None:
         self.step_id = step_id
+        #: The run's params, typed: `ctx.params.count` or `ctx.params["count"]`.
         self.params = params
         self.progress = progress
-        #: Shared by the steps of one run (Peace's `Resources`): a step puts
-        #: what its dependents need here.
-        self.resources = resources if resources is not None else {}
+        #: True for a run started from a shared door (web, API, admin): the
+        #: command's limits (`Cmd.restrict`) apply to what the step touches,
+        #: checked again at the moment it touches it.
+        self.restricted = restricted
         self._should_stop = should_stop
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 
 class StepStatus(enum.StrEnum):
@@ -75,6 +76,9 @@ class StepState:
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None
+    #: What the step returned (JSON), once it has succeeded. Not in
+    #: `to_dict()`: progress goes out many times a second, a result once.
+    result: Any = field(default=None, repr=False)
     # Not part of the snapshot: when progress last changed (monotonic).
     last_change: float = field(default=0.0, repr=False, compare=False)
 

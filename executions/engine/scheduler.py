@@ -10,6 +10,10 @@ Semantics (DESIGN.md, "The engine"):
   once (async steps cancelled, sync steps abandoned in their thread);
 - a step error stops dispatching, in-flight steps finish, and `failed` takes
   precedence over `interrupted`.
+
+A step's return value is its result: it must be JSON (anything else fails
+the step), is kept in `results` and is passed to the steps that take it
+(`Step.inputs`). On resume, `results=` brings back those of the skipped steps.
 """
 
 from __future__ import annotations
@@ -17,17 +21,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
+import json
 import logging
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .cmd import Step, check_graph
 from .context import StepContext
 from .interrupt import InterruptSignal, InterruptStrategy, StepInterrupted
 from .outcome import Outcome, OutcomeKind
+from .params import Params
 from .progress import ACTIVE_STEP_STATUSES, ProgressTracker, StepState, StepStatus
 
 logger = logging.getLogger(__name__)
@@ -38,13 +45,18 @@ ABANDONED = "abandoned: the run was forced to stop while this step ran in its th
 CANCELLED = "cancelled: the run was forced to stop"
 
 
+class StepMisuse(Exception):
+    """A step broke its contract (a result that is not JSON, a coroutine
+    from a plain function); the message is the step's error as it stands."""
+
+
 class Scheduler:
     """One run of a list of steps. Create, then `await run()` once."""
 
     def __init__(
         self,
         steps: Sequence[Step],
-        params: dict[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
         *,
         signal: InterruptSignal | None = None,
         strategy: InterruptStrategy | None = None,
@@ -53,12 +65,16 @@ class Scheduler:
         progress_interval: float = 0.05,
         stall_after: float = 10.0,
         skip: Sequence[str] = (),
+        results: Mapping[str, Any] | None = None,
+        restricted: bool = False,
     ) -> None:
         check_graph(steps)
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.steps = {step.id: step for step in steps}
-        self.params = dict(params or {})
+        # A Cmd's `bind()` types them; a plain mapping is read as it is.
+        self.params = params if isinstance(params, Params) else Params(params)
+        self.restricted = restricted
         self.signal = signal or InterruptSignal()
         self.strategy = strategy or InterruptStrategy()
         self.on_step = on_step
@@ -75,14 +91,19 @@ class Scheduler:
             )
             for step in steps
         }
-        # Steps already done in an earlier run (resume): treated as succeeded.
-        self._skip = set(skip)
+        # Steps already done in an earlier run (resume): treated as succeeded,
+        # with the results that run stored for them.
+        carried = dict(results or {})
+        self._skip = _skippable(self.steps, set(skip) & set(self.steps), carried)
+        #: Each succeeded step's result (JSON), by step id.
+        self.results: dict[str, Any] = {
+            step_id: carried[step_id] for step_id in self._skip if step_id in carried
+        }
         self._trackers: dict[str, ProgressTracker] = {}
         self._emitted: dict[str, tuple] = {}
         self._granted: set[str] = set()
         # Dispatches still allowed once the signal is seen (poll-next-n).
         self._grace = self.strategy.grace
-        self.resources: dict[str, Any] = {}
 
     # -- interrupt semantics -------------------------------------------------
 
@@ -147,22 +168,31 @@ class Scheduler:
             self.params,
             tracker,
             lambda: self._step_should_stop(step_id),
-            self.resources,
+            restricted=self.restricted,
         )
+        inputs = {name: self.results.get(name) for name in step.inputs}
         state.status = StepStatus.RUNNING
         state.started_at = time.time()
         self._sample(step_id, time.monotonic())
         self._emit(state)
         if step.is_async:
-            return asyncio.ensure_future(step.func(ctx))
-        return _run_in_thread(step, ctx)
+            return asyncio.ensure_future(_run_async(step, ctx, inputs))
+        return _run_in_thread(step, ctx, inputs)
 
     def _finish(
-        self, step_id: str, status: StepStatus, error: str | None = None
+        self,
+        step_id: str,
+        status: StepStatus,
+        error: str | None = None,
+        result: Any = None,
     ) -> None:
         state = self.states[step_id]
         if step_id in self._trackers:
             self._sample(step_id, time.monotonic())
+        if status is StepStatus.SUCCEEDED:
+            if step_id not in self._skip:
+                self.results[step_id] = result
+            state.result = self.results.get(step_id)
         state.status = status
         state.error = error
         state.finished_at = time.time()
@@ -252,8 +282,8 @@ class Scheduler:
                 step_id = running.pop(future, None)
                 if step_id is None:
                     continue
-                status, error = _result(future)
-                self._finish(step_id, status, error)
+                status, error, result = _result(future)
+                self._finish(step_id, status, error, result)
                 if status is StepStatus.SUCCEEDED:
                     complete(step_id)
                 elif status is StepStatus.FAILED and not failed:
@@ -268,9 +298,9 @@ class Scheduler:
             await asyncio.wait(tasks, timeout=1.0)
         for future, step_id in running.items():
             if future.done() and not future.cancelled():
-                status, error = _result(future)
+                status, error, result = _result(future)
                 if status is not StepStatus.INTERRUPTED:
-                    self._finish(step_id, status, error)
+                    self._finish(step_id, status, error, result)
                     continue
             abandoned = not isinstance(future, asyncio.Task)
             self._finish(
@@ -307,20 +337,75 @@ class Scheduler:
         return Outcome(kind, processed, not_processed, errors)
 
 
-def _result(future: asyncio.Future) -> tuple[StepStatus, str | None]:
+def _skippable(
+    steps: Mapping[str, Step], skip: set[str], results: Mapping[str, Any]
+) -> set[str]:
+    """The steps to skip on resume: those asked for, less any whose result a
+    step that runs takes but which was not stored (an earlier run from before
+    results were kept): that one runs again rather than pass on nothing."""
+    skip = set(skip)
+    changed = True
+    while changed:
+        changed = False
+        for step_id, step in steps.items():
+            if step_id in skip:
+                continue
+            for name in step.inputs:
+                if name in skip and name not in results:
+                    skip.discard(name)
+                    changed = True
+    return skip
+
+
+def _result(future: asyncio.Future) -> tuple[StepStatus, str | None, Any]:
     if future.cancelled():
-        return StepStatus.INTERRUPTED, CANCELLED
+        return StepStatus.INTERRUPTED, CANCELLED, None
     error = future.exception()
     if error is None:
-        return StepStatus.SUCCEEDED, None
+        return StepStatus.SUCCEEDED, None, future.result()
     if isinstance(error, StepInterrupted):
-        return StepStatus.INTERRUPTED, None
+        return StepStatus.INTERRUPTED, None, None
     if isinstance(error, asyncio.CancelledError):
-        return StepStatus.INTERRUPTED, CANCELLED
-    return StepStatus.FAILED, f"{type(error).__name__}: {error}"
+        return StepStatus.INTERRUPTED, CANCELLED, None
+    if isinstance(error, StepMisuse):
+        return StepStatus.FAILED, str(error), None
+    return StepStatus.FAILED, f"{type(error).__name__}: {error}", None
 
 
-def _run_in_thread(step: Step, ctx: StepContext) -> asyncio.Future:
+def _as_json(step: Step, value: Any) -> Any:
+    """The result as it will be stored and read back on resume, so a
+    dependent sees the same value in a fresh run and in a resumed one."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise StepMisuse(
+            f"step {step.id} returned a value that is not JSON: {error}"
+        ) from None
+
+
+async def _run_async(step: Step, ctx: StepContext, inputs: dict[str, Any]) -> Any:
+    # Called inside the task, so that even a call that raises at once (wrong
+    # arguments) fails this step rather than the run.
+    return _as_json(step, await step.func(ctx, **inputs))
+
+
+def _call_sync(step: Step, ctx: StepContext, inputs: dict[str, Any]) -> Any:
+    result = step.func(ctx, **inputs)
+    if inspect.isawaitable(result):
+        # A plain function (a lambda, say) that hands back a coroutine: in a
+        # thread it would never be awaited, and the step would claim success.
+        if inspect.iscoroutine(result):
+            result.close()
+        raise StepMisuse(
+            f"step {step.id} is a plain function but returned an awaitable "
+            f"({type(result).__name__}) that would never run: make it `async def`"
+        )
+    return _as_json(step, result)
+
+
+def _run_in_thread(
+    step: Step, ctx: StepContext, inputs: dict[str, Any]
+) -> asyncio.Future:
     """Run a sync step in a daemon thread, so a forced stop can abandon it
     without the process waiting for it at exit."""
     loop = asyncio.get_running_loop()
@@ -332,7 +417,7 @@ def _run_in_thread(step: Step, ctx: StepContext) -> asyncio.Future:
 
     def target() -> None:
         try:
-            result = step.func(ctx)
+            result = _call_sync(step, ctx, inputs)
         except BaseException as error:
             outcome = (future.set_exception, error)
         else:

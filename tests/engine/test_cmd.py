@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import enum
+import functools
+
 import pytest
 
 from executions.engine import (
@@ -81,12 +84,41 @@ def test_step_defaults_its_title_to_its_id_and_keeps_after_as_a_tuple():
     assert (step.title, step.after, step.unit) == ("copy", ("scan",), "steps")
 
 
-def test_step_knows_whether_it_is_async():
-    async def run(ctx):
+async def _async_step(ctx):
+    return None
+
+
+class _AsyncCall:
+    async def __call__(self, ctx):
         return None
 
-    assert Step("a", run).is_async
-    assert not Step("b", lambda ctx: None).is_async
+
+class _SyncCall:
+    def __call__(self, ctx):
+        return None
+
+
+@pytest.mark.parametrize(
+    ("func", "is_async"),
+    [
+        (_async_step, True),
+        (functools.partial(_async_step), True),
+        (_AsyncCall(), True),
+        (functools.partial(_AsyncCall()), True),
+        (lambda ctx: None, False),
+        (lambda ctx: _async_step(ctx), False),
+        (_SyncCall(), False),
+        (functools.partial(_SyncCall()), False),
+    ],
+)
+def test_step_knows_whether_it_is_async(func, is_async):
+    assert Step("a", func).is_async is is_async
+
+
+def test_step_inputs_are_dependencies_too():
+    step = Step("publish", lambda ctx, fetch: None, after=["lint"], inputs=["fetch"])
+
+    assert (step.after, step.inputs) == (("lint", "fetch"), ("fetch",))
 
 
 def test_step_refuses_an_unknown_progress_unit():
@@ -155,6 +187,7 @@ def test_cmd_describe_is_its_schema_as_json():
                 "nullable": False,
                 "min": 1,
                 "max": None,
+                "choices": [],
                 "help": "how many",
             }
         ],
@@ -217,3 +250,60 @@ def test_registry_lists_commands_by_name_and_forgets_unregistered_ones():
     registry.unregister("test.count")
 
     assert list(registry) == [other]
+
+
+def test_cmd_usage_lists_its_params_one_a_line():
+    cmd = Cmd(
+        name="test.usage",
+        title="Usage",
+        steps=[noop("a")],
+        params=[
+            Param("src", "str", help="where from"),
+            Param("count", "int", 5, "how many", min=1, max=1000),
+            Param("colour", "str", None, nullable=True, choices=("blue", "green")),
+        ],
+    )
+
+    assert cmd.usage().splitlines() == [
+        "test.usage  Usage",
+        "  src     str          (required)                       where from",
+        "  count   int          5           1 to 1000            how many",
+        "  colour  str or null  null        one of: blue, green",
+    ]
+
+
+def test_cmd_restrict_applies_only_to_a_restricted_clean():
+    seen = []
+    cmd = Cmd(
+        name="test.limited",
+        title="Limited",
+        steps=[noop("a")],
+        params=[Param("path", "str")],
+        restrict=lambda params: seen.append(params.path),
+    )
+
+    cmd.clean_params({"path": "/srv"})
+    cmd.clean_params({"path": "/etc"}, restricted=True)
+
+    assert seen == ["/etc"]
+
+
+class Mode(enum.Enum):
+    FAST = "fast"
+
+
+def test_cmd_bind_reads_stored_params_typed():
+    cmd = Cmd(
+        name="test.bind",
+        title="Bind",
+        steps=[noop("a")],
+        params=[Param("mode", "str", "fast", enum=Mode)],
+    )
+
+    params = cmd.bind({"mode": "fast"})
+
+    assert (params.mode, params["mode"], params.to_dict()) == (
+        Mode.FAST,
+        Mode.FAST,
+        {"mode": "fast"},
+    )

@@ -3,14 +3,17 @@ every field's error reported at once."""
 
 from __future__ import annotations
 
+import enum
+from typing import Annotated, Literal
+
 import pytest
 
-from executions.engine import Param, ParamsError
+from executions.engine import Between, Ge, Le, Param, Params, ParamsError, command
 from executions.engine.params import clean_params
 
 SCHEMA = (
     Param("count", "int", 5, min=1, max=1000),
-    Param("seconds", "float", 1.0, min=0, max=0.5),
+    Param("seconds", "float", 1.0, min=0, max=60),
     Param("cooperative", "bool", True),
     Param("fail_at", "int", None, nullable=True),
     Param("src", "str"),
@@ -124,6 +127,7 @@ def test_param_describe_says_what_a_form_needs():
         "nullable": False,
         "min": None,
         "max": None,
+        "choices": [],
         "help": "where from",
     }
     assert (optional.describe()["required"], optional.describe()["min"]) == (False, 1)
@@ -198,3 +202,213 @@ def test_clean_params_of_an_empty_schema_names_none_expected():
         clean_params((), {"x": 1})
 
     assert error.value.errors == {"x": "unknown param; expected one of: none"}
+
+
+# -- choices and Enums -----------------------------------------------------------------
+
+
+class Colour(enum.Enum):
+    BLUE = "blue"
+    GREEN = "green"
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+def test_param_clean_refuses_a_value_not_among_its_choices():
+    param = Param("colour", "str", choices=("blue", "green"))
+
+    assert clean_error(param, "red") == "must be one of: blue, green"
+
+
+def test_param_clean_takes_int_choices_from_terminal_strings():
+    assert Param("level", "int", choices=(1, 2)).clean(" 2 ") == 2
+
+
+def test_param_enum_cleans_to_its_value_and_reads_as_its_member():
+    param = Param("colour", "str", Colour.BLUE, enum=Colour)
+
+    cleaned = param.clean(Colour.GREEN), param.clean("green")
+
+    assert cleaned == ("green", "green")
+    assert param.typed("green") is Colour.GREEN
+    assert (param.choices, param.default) == (("blue", "green"), "blue")
+    assert clean_error(param, "BLUE") == "must be one of: blue, green"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"type": "int", "default": 0, "min": 1},
+            "the default 0 is refused: must be at least 1.",
+        ),
+        (
+            {"type": "str", "default": "red", "choices": ("blue",)},
+            "the default 'red' is refused: must be one of: blue.",
+        ),
+        ({"type": "str", "min": 1}, "only int and float params take bounds."),
+        ({"type": "int", "choices": (1, "2")}, "choice '2' is not of its type int."),
+        (
+            {"type": "int", "default": None},
+            "the default None is refused: a value is required.",
+        ),
+    ],
+)
+def test_param_refuses_a_definition_that_cannot_work(options, message):
+    with pytest.raises(ValueError) as error:
+        Param("p", **options)
+
+    assert str(error.value) == f"Param 'p': {message}"
+
+
+@pytest.mark.parametrize("name", ["items", "get", "has-dash"])
+def test_param_refuses_a_name_params_could_not_give_as_an_attribute(name):
+    with pytest.raises(ValueError) as error:
+        Param(name)
+
+    assert str(error.value) == (
+        f"Param {name!r}: the name must be an identifier, not one of "
+        "get, items, keys, to_dict, values."
+    )
+
+
+@pytest.mark.parametrize(
+    ("param", "row"),
+    [
+        (
+            Param("src", "str", help="where from"),
+            ("src", "str", "(required)", "", "where from"),
+        ),
+        (Param("n", "int", 5, min=1, max=9), ("n", "int", "5", "1 to 9", "")),
+        (
+            Param("n", "int", None, min=1, nullable=True),
+            ("n", "int or null", "null", "at least 1", ""),
+        ),
+        (Param("s", "float", 0.5, max=1.5), ("s", "float", "0.5", "at most 1.5", "")),
+        (Param("on", "bool", True), ("on", "bool", "true", "", "")),
+        (
+            Param("c", "str", "blue", choices=("blue", "green")),
+            ("c", "str", "blue", "one of: blue, green", ""),
+        ),
+    ],
+)
+def test_param_row_describes_it_for_a_listing(param, row):
+    assert param.row() == row
+
+
+# -- the typed view --------------------------------------------------------------------
+
+
+def test_params_reads_by_key_and_attribute_typed_by_the_schema():
+    schema = (Param("colour", "str", enum=Colour), Param("count", "int"))
+
+    params = Params({"colour": "green", "count": 3}, schema)
+
+    assert (params.colour, params["colour"]) == (Colour.GREEN, Colour.GREEN)
+    assert (params.count, params["count"], dict(params)) == (
+        3,
+        3,
+        {"colour": Colour.GREEN, "count": 3},
+    )
+    assert params.to_dict() == {"colour": "green", "count": 3}
+
+
+def test_params_names_the_known_ones_for_an_unknown_attribute():
+    params = Params({"count": 3, "src": "/tmp"})
+
+    with pytest.raises(AttributeError) as error:
+        params.cuont  # noqa: B018
+
+    assert str(error.value) == "No param 'cuont'; the params are: count, src."
+
+
+def test_params_is_read_only():
+    params = Params({"count": 3})
+
+    with pytest.raises(TypeError):
+        params["count"] = 4  # type: ignore[index]
+
+
+# -- bad input through a signature's schema --------------------------------------------
+
+
+@command("test.release", registry=None)
+def release(
+    version: str,
+    replicas: Annotated[int, Between(1, 10)] = 2,
+    ratio: Annotated[float, Ge(0), Le(1)] = 0.5,
+    colour: Literal["blue", "green"] = "blue",
+    level: Level = Level.LOW,
+    note: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Release something."""
+
+
+def release_errors(raw) -> dict[str, str]:
+    with pytest.raises(ParamsError) as error:
+        release.clean_params(raw)
+    return error.value.errors
+
+
+def test_signature_schema_cleans_terminal_strings_to_json():
+    raw = {
+        "version": "1.2",
+        "replicas": "3",
+        "colour": "green",
+        "level": "2",
+        "note": "",
+        "dry_run": "yes",
+    }
+
+    cleaned = release.clean_params(raw)
+
+    assert cleaned == {
+        "version": "1.2",
+        "replicas": 3,
+        "ratio": 0.5,
+        "colour": "green",
+        "level": 2,
+        "note": None,
+        "dry_run": True,
+    }
+
+
+def test_signature_schema_refuses_wrong_types():
+    raw = {"version": 1.2, "replicas": "two", "ratio": "half", "dry_run": "maybe"}
+
+    assert release_errors(raw) == {
+        "version": "must be a string",
+        "replicas": "must be a whole number",
+        "ratio": "must be a number",
+        "dry_run": "must be true or false",
+    }
+
+
+def test_signature_schema_refuses_values_out_of_bounds():
+    raw = {"version": "1", "replicas": 11, "ratio": -0.1}
+
+    assert release_errors(raw) == {
+        "replicas": "must be at most 10",
+        "ratio": "must be at least 0",
+    }
+
+
+def test_signature_schema_refuses_unknown_literal_and_enum_values():
+    raw = {"version": "1", "colour": "red", "level": 3}
+
+    assert release_errors(raw) == {
+        "colour": "must be one of: blue, green",
+        "level": "must be one of: 1, 2",
+    }
+
+
+def test_signature_schema_refuses_unknown_and_missing_params():
+    assert release_errors({"replica": 3}) == {
+        "replica": "unknown param; expected one of: colour, dry_run, level, note, "
+        "ratio, replicas, version",
+        "version": "a value is required",
+    }

@@ -1,9 +1,10 @@
 """The scheduler: dependencies, bounded concurrency, failures, sync and async
-steps, and what a run shares between its steps."""
+steps, and the results steps pass to the steps that take them."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -135,20 +136,170 @@ async def test_scheduler_reports_a_sync_step_error():
     assert events.final("a").error == "OSError: disk full"
 
 
-async def test_scheduler_gives_steps_params_and_shared_resources():
+async def test_scheduler_passes_a_result_to_the_steps_that_take_it():
     seen = []
 
     def produce(ctx):
-        ctx.resources["greeting"] = f"hello {ctx.params['name']}"
+        return {"greeting": f"hello {ctx.params.name}"}
 
-    async def consume(ctx):
-        seen.append(ctx.resources["greeting"])
+    async def consume(ctx, produce):
+        seen.append(produce["greeting"])
 
-    steps = [Step("produce", produce), Step("consume", consume, after=["produce"])]
+    steps = [Step("produce", produce), Step("consume", consume, inputs=["produce"])]
 
     await run(steps, params={"name": "peace"})
 
     assert seen == ["hello peace"]
+
+
+async def test_scheduler_keeps_results_as_json_reads_them_back():
+    scheduler = Scheduler([Step("a", lambda ctx: {1: ("x", 2.5)})])
+
+    await asyncio.wait_for(scheduler.run(), HANG)
+
+    assert scheduler.results == {"a": {"1": ["x", 2.5]}}
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ({"at": {1, 2}}, "Object of type set is not JSON serializable"),
+        (float("nan"), "Out of range float values are not JSON compliant"),
+    ],
+)
+async def test_scheduler_fails_a_step_whose_result_is_not_json(value, why):
+    async def returns(ctx):
+        return value
+
+    events = Events()
+    steps = [Step("fetch", returns), noop("after", "fetch"), noop("beside")]
+
+    outcome = await run(steps, on_step=events)
+
+    assert outcome.kind is OutcomeKind.FAILED
+    assert outcome.errors == {
+        "fetch": f"step fetch returned a value that is not JSON: {why}"
+    }
+    assert outcome.steps_processed == ("beside",)
+    assert events.final("after").status is StepStatus.SKIPPED
+
+
+async def test_scheduler_gives_the_result_in_the_success_event_not_in_to_dict():
+    events = Events()
+
+    await run([Step("a", lambda ctx: [1, 2])], on_step=events)
+
+    assert [(str(s.status), s.result) for s in events.of("a")] == [
+        ("running", None),
+        ("succeeded", [1, 2]),
+    ]
+    assert "result" not in events.final("a").to_dict()
+
+
+def recorder(step_id: str, seen: dict, *inputs: str) -> Step:
+    def step(ctx, **results):
+        seen[step_id] = results
+        return f"{step_id}-result"
+
+    return Step(step_id, step, inputs=inputs)
+
+
+async def test_scheduler_resume_gives_skipped_steps_stored_results():
+    seen: dict = {}
+    steps = [recorder("a", seen), recorder("b", seen, "a"), recorder("c", seen, "b")]
+    scheduler = Scheduler(steps, skip=["a", "b"], results={"a": 1, "b": {"n": 2}})
+    events = Events()
+    scheduler.on_step = events
+
+    await asyncio.wait_for(scheduler.run(), HANG)
+
+    assert seen == {"c": {"b": {"n": 2}}}
+    assert scheduler.results == {"a": 1, "b": {"n": 2}, "c": "c-result"}
+    assert events.final("b").result == {"n": 2}
+
+
+async def test_scheduler_resume_runs_again_a_step_whose_result_was_not_stored():
+    seen: dict = {}
+    steps = [recorder("a", seen), recorder("b", seen, "a"), recorder("c", seen, "b")]
+
+    outcome = await run(steps, skip=["a", "b"], results={"a": 1})
+
+    assert seen == {"b": {"a": 1}, "c": {"b": "b-result"}}
+    assert outcome.steps_processed == ("a", "b", "c")
+
+
+async def test_scheduler_tells_steps_whether_the_run_is_restricted():
+    seen = []
+
+    def look(ctx):
+        seen.append(ctx.restricted)
+
+    await run([Step("a", look)])
+    await run([Step("a", look)], restricted=True)
+
+    assert seen == [False, True]
+
+
+# -- async callables that are not `async def` ----------------------------------------
+
+
+class AsyncCallable:
+    def __init__(self) -> None:
+        self.loop = None
+
+    async def __call__(self, ctx):
+        self.loop = asyncio.get_running_loop()
+        await asyncio.sleep(0)
+        return "awaited"
+
+
+async def test_scheduler_awaits_an_object_with_an_async_call():
+    step = AsyncCallable()
+    scheduler = Scheduler([Step("a", step)])
+
+    outcome = await asyncio.wait_for(scheduler.run(), HANG)
+
+    assert outcome.kind is OutcomeKind.COMPLETE
+    assert step.loop is asyncio.get_running_loop()
+    assert scheduler.results == {"a": "awaited"}
+
+
+async def test_scheduler_awaits_a_partial_of_an_async_function():
+    async def add(ctx, n):
+        await asyncio.sleep(0)
+        return n + 1
+
+    scheduler = Scheduler([Step("a", functools.partial(add, n=1))])
+
+    await asyncio.wait_for(scheduler.run(), HANG)
+
+    assert scheduler.results == {"a": 2}
+
+
+async def test_scheduler_fails_a_plain_step_that_returns_a_coroutine():
+    ran = []
+
+    async def work(ctx):
+        ran.append(ctx.step_id)
+
+    outcome = await run([Step("lying", lambda ctx: work(ctx))])
+
+    assert outcome.kind is OutcomeKind.FAILED
+    assert outcome.errors == {
+        "lying": "step lying is a plain function but returned an awaitable "
+        "(coroutine) that would never run: make it `async def`"
+    }
+    assert ran == []
+
+
+async def test_scheduler_fails_an_async_step_called_with_the_wrong_arguments():
+    async def needs_more(ctx, missing):
+        return None
+
+    outcome = await run([Step("a", needs_more), noop("b")])
+
+    assert outcome.errors["a"].startswith("TypeError: ")
+    assert outcome.steps_processed == ("b",)
 
 
 async def test_scheduler_emits_running_then_the_end_with_times():
