@@ -13,13 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from . import services
+from . import errors, services
+from .errors import ServiceError
 from .models import Source, Status
 
 API_PREFIX = "/api/"
@@ -32,8 +33,9 @@ _TYPE_NAMES = {str: "a string", bool: "true or false"}
 View = Callable[..., HttpResponse]
 
 
-class ApiError(Exception):
-    """A refusal: its HTTP status and the JSON body that explains it."""
+class ApiError(ServiceError):
+    """A refusal by the API itself (method, login, body): an HTTP status of
+    its own; the service's refusals carry theirs."""
 
     def __init__(
         self,
@@ -45,13 +47,19 @@ class ApiError(Exception):
         headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, **extra)
         self.http_status = http_status
-        self.body = {"error": code, "message": message, **extra}
+        self.code = code
         self.headers = headers
 
-    def response(self) -> JsonResponse:
-        return JsonResponse(self.body, status=self.http_status, headers=self.headers)
+
+def error_response(error: ServiceError) -> JsonResponse:
+    """The one place an error becomes an answer: `{"error": code, ...}`."""
+    return JsonResponse(
+        error.as_json(),
+        status=error.http_status,
+        headers=getattr(error, "headers", None),
+    )
 
 
 def api_view(*methods: str) -> Callable[[View], View]:
@@ -72,24 +80,8 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 if not request.user.is_authenticated:
                     raise ApiError(403, "not_authenticated", "Log in first.")
                 return view(request, *args, **kwargs)
-            except ApiError as error:
-                return error.response()
-            except PermissionDenied as error:
-                return ApiError(403, "forbidden", str(error)).response()
-            except services.UnknownExecution as error:
-                return ApiError(404, "not_found", str(error)).response()
-            except services.UnknownCmd as error:
-                return ApiError(
-                    400, "unknown_cmd", str(error), cmd=error.name, known=error.known
-                ).response()
-            except services.ParamsError as error:
-                return ApiError(
-                    400, "invalid_params", str(error), fields=error.errors
-                ).response()
-            except services.NotRunning as error:
-                return ApiError(
-                    409, "not_running", str(error), status=error.status
-                ).response()
+            except errors.REFUSALS as error:
+                return error_response(errors.of(error))
 
         # A script that logs in with a session can GET first to learn the
         # CSRF token its POSTs need.
@@ -175,13 +167,15 @@ def interrupt(request: HttpRequest, execution_id: str) -> HttpResponse:
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """CSRF_FAILURE_VIEW: a JSON error for the API, Django's page elsewhere."""
     if request.path_info.startswith(API_PREFIX):
-        return ApiError(
-            403,
-            "csrf_failed",
-            "CSRF check failed: send the csrftoken cookie's value in the "
-            "X-CSRFToken header.",
-            reason=reason,
-        ).response()
+        return error_response(
+            ApiError(
+                403,
+                "csrf_failed",
+                "CSRF check failed: send the csrftoken cookie's value in the "
+                "X-CSRFToken header.",
+                reason=reason,
+            )
+        )
     return django_csrf_failure(request, reason=reason)
 
 
@@ -238,7 +232,13 @@ def _check_fields(
 def _limit(raw: str | None) -> int:
     if not raw:
         return DEFAULT_LIMIT
-    if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_LIMIT:
+    # The length first: int() refuses over 4300 digits with a ValueError.
+    if (
+        len(raw) <= len(str(MAX_LIMIT))
+        and raw.isascii()
+        and raw.isdigit()
+        and 1 <= int(raw) <= MAX_LIMIT
+    ):
         return int(raw)
     raise services.ParamsError(
         {"limit": f"must be a whole number from 1 to {MAX_LIMIT}"}

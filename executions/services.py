@@ -8,21 +8,25 @@ someone with a shell on the machine, who is not limited.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 
 from . import broadcast, groups
 from .conf import conf
 from .engine import InterruptStrategy, ParamsError, UnknownCmd, registry
 from .engine.progress import StepState
+from .errors import Forbidden, NotResumable, NotRunning, UnknownExecution
 from .models import Execution, Source, Status
 
 __all__ = [
+    "Forbidden",
     "InterruptResult",
+    "Interruption",
     "NotResumable",
     "NotRunning",
     "ParamsError",
@@ -39,42 +43,24 @@ __all__ = [
 
 RESUMABLE = (Status.INTERRUPTED, Status.FAILED, Status.LOST)
 MAX_REASON = 2000
+#: The longest strategy text: `poll-next-n:` and nine digits fit.
+MAX_STRATEGY = 21
+STRATEGY_TOO_LONG = (
+    f"must be at most {MAX_STRATEGY} characters: finish-current, "
+    "poll-next-n:N (N a whole number) or ignore"
+)
+# C0 and C1 controls but tab and newline, and the bidirectional marks,
+# embeddings, overrides and isolates (U+200E/F, U+202A-E, U+2066-9) that can
+# make a reason shown in the admin or a terminal read as something else.
+# (NUL is among them: PostgreSQL cannot store it.)
+_UNSAFE_IN_REASON = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 PERMISSIONS = {
     "view": "executions.view_execution",
     "add": "executions.add_execution",
     "interrupt": "executions.interrupt_execution",
 }
-
-
-class UnknownExecution(LookupError):
-    """No execution has that ID (or the ID is not a UUID)."""
-
-    def __init__(self, execution_id: Any) -> None:
-        self.execution_id = execution_id
-        super().__init__(f"No execution with ID {execution_id!r}.")
-
-
-class NotRunning(Exception):
-    """The execution has finished: there is nothing to interrupt."""
-
-    def __init__(self, execution: Execution) -> None:
-        self.execution = execution
-        self.status = execution.status
-        super().__init__(
-            f"Execution {execution.id} is not running: it is {execution.status}."
-        )
-
-
-class NotResumable(Exception):
-    """Only an interrupted, failed or lost execution can be resumed."""
-
-    def __init__(self, execution: Execution) -> None:
-        self.execution = execution
-        self.status = execution.status
-        super().__init__(
-            f"Execution {execution.id} cannot be resumed: it is {execution.status}; "
-            "only interrupted, failed or lost executions can."
-        )
 
 
 @dataclass(frozen=True)
@@ -84,11 +70,22 @@ class StartResult:
     created: bool
 
 
+class Interruption(models.TextChoices):
+    """What an interrupt request did; the label is what every door says."""
+
+    INTERRUPTED = "interrupted", "Interrupted before it started: no step ran."
+    REQUESTED = (
+        "requested",
+        "Interrupt requested: the execution stops at its next safe point.",
+    )
+    ESCALATED = "escalated", "Force requested: steps in flight are being cancelled."
+    ALREADY = "already", "An interrupt was already requested."
+
+
 @dataclass(frozen=True)
 class InterruptResult:
     execution: Execution
-    #: interrupted | requested | escalated | already (see record_interrupt).
-    result: str
+    result: Interruption
 
 
 def worker_mode() -> bool:
@@ -104,7 +101,13 @@ def can(user, action: str) -> bool:
 
 def check(user, action: str) -> None:
     if not can(user, action):
-        raise PermissionDenied(f"You do not have permission to {action} executions.")
+        raise Forbidden(f"You do not have permission to {action} executions.")
+
+
+def clean_reason(reason: str | None) -> str:
+    """A reason as it is kept: without control and bidirectional-override
+    characters (tab and newline stay)."""
+    return _UNSAFE_IN_REASON.sub("", reason or "")
 
 
 def parse_id(execution_id: Any) -> uuid.UUID:
@@ -153,11 +156,16 @@ def start_execution(
     cleaned = command.clean_params(params)
     if source != Source.CLI and command.restrict is not None:
         command.restrict(cleaned)
+    # The length first: Python refuses to parse an int of over 4300 digits,
+    # and its message is no answer for a user.
+    if strategy is not None and len(strategy) > MAX_STRATEGY:
+        raise ParamsError({"strategy": STRATEGY_TOO_LONG})
     try:
         strategy_text = str(InterruptStrategy.parse(strategy))
     except ValueError as error:
         raise ParamsError({"strategy": str(error)}) from None
-    profile = profile or None
+    # A blank profile is no profile, at every door (forms strip it already).
+    profile = (profile or "").strip() or None
     if profile is not None and (len(profile) > 200 or not profile.isprintable()):
         raise ParamsError({"profile": "must be at most 200 printable characters"})
     steps = [
@@ -243,8 +251,7 @@ def request_interrupt(
     check(user, "interrupt")
     if source not in Source.values:
         raise ValueError(f"Unknown source {source!r}.")
-    # PostgreSQL cannot store a NUL character; it carries no meaning here.
-    reason = (reason or "").replace("\x00", "")
+    reason = clean_reason(reason)
     if len(reason) > MAX_REASON:
         raise ParamsError({"reason": f"must be at most {MAX_REASON} characters"})
     execution = get_execution(execution_id, user=user)
@@ -259,4 +266,4 @@ def request_interrupt(
         # record_interrupt left the instance as the row now stands.
         event = groups.FINISHED if execution.is_finished else groups.STATUS
         broadcast.status_changed_on_commit(execution.snapshot(), event)
-    return InterruptResult(execution, result)
+    return InterruptResult(execution, Interruption(result))

@@ -696,7 +696,7 @@ def already_answer(door: str, target: Execution):
         "admin-action": (302, [("info", f"Already interrupting: {short}.")]),
         "admin-button": (
             302,
-            [("warning", f"An interrupt for {short} is already pending.")],
+            [("warning", f"{short}: An interrupt was already requested.")],
         ),
         "cli": (
             0,
