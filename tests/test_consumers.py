@@ -15,7 +15,7 @@ from executions import services
 from executions.models import Execution, Source, Status
 from executions.runner import Runner
 from peace_site.asgi import application
-from tests.sockets import TIMEOUT, ping, receive, session_cookie
+from tests.sockets import HOST, TIMEOUT, ping, receive, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,7 +55,7 @@ async def connect():
     opened = []
 
     async def open_socket(path, user=None, origin=b"http://testserver"):
-        headers = [(b"origin", origin)]
+        headers = [(b"host", HOST), (b"origin", origin)]
         if user is not None:
             headers.append((b"cookie", await session_cookie(user)))
         communicator = WebsocketCommunicator(application, path, headers=headers)
