@@ -65,6 +65,10 @@ class ClientError(ServiceError):
         self.code = code
 
 
+class LayerDown(Exception):
+    """The channel layer failed under a socket."""
+
+
 def error_message(error: ServiceError) -> dict[str, Any]:
     """The sockets' one error shape: `{"type": "error", "code": ...}`."""
     return {
@@ -235,12 +239,27 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
             except Exception as error:
                 logger.warning("Could not leave %s: %r", group, error)
 
+    @property
+    def channel_receive(self):
+        return self._channel_receive
+
+    @channel_receive.setter
+    def channel_receive(self, receive) -> None:
+        # AsyncConsumer.__call__ sets this to the layer's receive, and a
+        # failure there (Redis went away) would end the socket with a
+        # traceback; LayerDown lets __call__ tell it from a bug of ours.
+        async def guarded():
+            try:
+                return await receive()
+            except Exception as error:
+                raise LayerDown(error) from error
+
+        self._channel_receive = guarded
+
     async def __call__(self, scope, receive, send) -> None:
         try:
             await super().__call__(scope, receive, send)
-        except (OSError, ConnectionError) as error:
-            # The channel layer's receive failed (Redis went away): close
-            # with a code the page retries on, instead of a traceback.
+        except LayerDown as error:
             logger.warning("Websocket closed, the channel layer failed: %r", error)
             if not self.closing:
                 self.closing = True
