@@ -20,7 +20,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from . import services
+from . import errors, services
 from .models import Execution, Source, Status
 
 STATUS_COLOURS = {
@@ -37,12 +37,16 @@ STATUS_COLOURS = {
 # should find it.
 SHORT_ID = re.compile(r"[0-9a-f]{8}")
 
-INTERRUPT_MESSAGES = {
-    "interrupted": "Interrupted {}: it was queued, so no step ran.",
-    "requested": "Interrupt requested for {}: it stops at the next safe point.",
-    "escalated": "Force interrupt sent to {}: steps in flight are cancelled.",
-    "already": "An interrupt for {} is already pending.",
-}
+
+def _refusal(exc: Exception) -> errors.ServiceError:
+    """The admin's one error mapping: a refusal it can explain in a message,
+    or Django's 403 and 404 for a forbidden action and an unknown ID."""
+    error = errors.of(exc)
+    if isinstance(error, errors.Forbidden):
+        raise error
+    if isinstance(error, errors.UnknownExecution):
+        raise Http404(str(error)) from None
+    return error
 
 
 def _short(execution: Execution) -> str:
@@ -359,10 +363,11 @@ class ExecutionAdmin(admin.ModelAdmin):
                 result = services.request_interrupt(
                     execution.pk, user=request.user, source=Source.ADMIN
                 ).result
-            except services.NotRunning as error:
+            except errors.REFUSALS as exc:
+                error = _refusal(exc)
                 not_running.append(f"{_short(execution)} ({error.status})")
                 continue
-            if result == "already":
+            if result == services.Interruption.ALREADY:
                 already.append(_short(execution))
             else:
                 interrupted += 1
@@ -426,14 +431,15 @@ class ExecutionAdmin(admin.ModelAdmin):
                 force=form.cleaned_data["force"],
                 reason=form.cleaned_data["reason"],
             )
-        except services.UnknownExecution as error:
-            raise Http404(str(error)) from None
-        except services.NotRunning as error:
-            self.message_user(request, str(error), messages.WARNING)
+        except errors.REFUSALS as exc:
+            self.message_user(request, str(_refusal(exc)), messages.WARNING)
             return HttpResponseRedirect(change_url)
-        level = messages.WARNING if result.result == "already" else messages.SUCCESS
-        message = INTERRUPT_MESSAGES[result.result].format(_short(result.execution))
-        self.message_user(request, message, level)
+        already = result.result == services.Interruption.ALREADY
+        self.message_user(
+            request,
+            f"{_short(result.execution)}: {result.result.label}",
+            messages.WARNING if already else messages.SUCCESS,
+        )
         return HttpResponseRedirect(change_url)
 
     # -- the resume doors ----------------------------------------------------
@@ -447,10 +453,11 @@ class ExecutionAdmin(admin.ModelAdmin):
                 started = services.resume_execution(
                     execution.pk, user=request.user, source=Source.ADMIN
                 )
-            except services.NotResumable as error:
-                not_resumable.append(f"{_short(execution)} ({error.status})")
-                continue
-            except (services.UnknownCmd, services.ParamsError) as error:
+            except errors.REFUSALS as exc:
+                error = _refusal(exc)
+                if isinstance(error, errors.NotResumable):
+                    not_resumable.append(f"{_short(execution)} ({error.status})")
+                    continue
                 self.message_user(
                     request, f"Not resumed {_short(execution)}: {error}", messages.ERROR
                 )
@@ -489,13 +496,12 @@ class ExecutionAdmin(admin.ModelAdmin):
             started = services.resume_execution(
                 object_id, user=request.user, source=Source.ADMIN
             )
-        except services.UnknownExecution as error:
-            raise Http404(str(error)) from None
-        except services.NotResumable as error:
-            self.message_user(request, str(error), messages.WARNING)
-            return HttpResponseRedirect(change_url)
-        except (services.UnknownCmd, services.ParamsError) as error:
-            self.message_user(request, f"Not resumed: {error}", messages.ERROR)
+        except errors.REFUSALS as exc:
+            error = _refusal(exc)
+            if isinstance(error, errors.NotResumable):
+                self.message_user(request, str(error), messages.WARNING)
+            else:
+                self.message_user(request, f"Not resumed: {error}", messages.ERROR)
             return HttpResponseRedirect(change_url)
         new = started.execution
         if not started.created:

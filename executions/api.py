@@ -13,27 +13,31 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from . import services
+from . import errors, services
+from .errors import ServiceError
 from .models import Source, Status
 
 API_PREFIX = "/api/"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
-START_FIELDS = ("cmd", "params", "profile", "strategy")
+START_FIELDS = ("cmd", "params", "profile", "strategy", "timeout", "force_after")
 INTERRUPT_FIELDS = ("force", "reason")
-_TYPE_NAMES = {str: "a string", bool: "true or false"}
+#: A JSON number of seconds (the service checks its range).
+SECONDS = (int, float)
+_TYPE_NAMES = {str: "a string", bool: "true or false", SECONDS: "a number of seconds"}
 
 View = Callable[..., HttpResponse]
 
 
-class ApiError(Exception):
-    """A refusal: its HTTP status and the JSON body that explains it."""
+class ApiError(ServiceError):
+    """A refusal by the API itself (method, login, body): an HTTP status of
+    its own; the service's refusals carry theirs."""
 
     def __init__(
         self,
@@ -45,13 +49,19 @@ class ApiError(Exception):
         headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, **extra)
         self.http_status = http_status
-        self.body = {"error": code, "message": message, **extra}
+        self.code = code
         self.headers = headers
 
-    def response(self) -> JsonResponse:
-        return JsonResponse(self.body, status=self.http_status, headers=self.headers)
+
+def error_response(error: ServiceError) -> JsonResponse:
+    """The one place an error becomes an answer: `{"error": code, ...}`."""
+    return JsonResponse(
+        error.as_json(),
+        status=error.http_status,
+        headers=getattr(error, "headers", None),
+    )
 
 
 def api_view(*methods: str) -> Callable[[View], View]:
@@ -72,24 +82,8 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 if not request.user.is_authenticated:
                     raise ApiError(403, "not_authenticated", "Log in first.")
                 return view(request, *args, **kwargs)
-            except ApiError as error:
-                return error.response()
-            except PermissionDenied as error:
-                return ApiError(403, "forbidden", str(error)).response()
-            except services.UnknownExecution as error:
-                return ApiError(404, "not_found", str(error)).response()
-            except services.UnknownCmd as error:
-                return ApiError(
-                    400, "unknown_cmd", str(error), cmd=error.name, known=error.known
-                ).response()
-            except services.ParamsError as error:
-                return ApiError(
-                    400, "invalid_params", str(error), fields=error.errors
-                ).response()
-            except services.NotRunning as error:
-                return ApiError(
-                    409, "not_running", str(error), status=error.status
-                ).response()
+            except errors.REFUSALS as error:
+                return error_response(errors.of(error))
 
         # A script that logs in with a session can GET first to learn the
         # CSRF token its POSTs need.
@@ -127,13 +121,20 @@ def _start(request: HttpRequest) -> HttpResponse:
         data,
         START_FIELDS,
         required={"cmd": str},
-        optional={"profile": str, "strategy": str},
+        optional={
+            "profile": str,
+            "strategy": str,
+            "timeout": SECONDS,
+            "force_after": SECONDS,
+        },
     )
     result = services.start_execution(
         data["cmd"],
         data.get("params"),
         profile=data.get("profile"),
         strategy=data.get("strategy"),
+        timeout=data.get("timeout"),
+        force_after=data.get("force_after"),
         user=request.user,
         source=Source.API,
     )
@@ -175,13 +176,15 @@ def interrupt(request: HttpRequest, execution_id: str) -> HttpResponse:
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """CSRF_FAILURE_VIEW: a JSON error for the API, Django's page elsewhere."""
     if request.path_info.startswith(API_PREFIX):
-        return ApiError(
-            403,
-            "csrf_failed",
-            "CSRF check failed: send the csrftoken cookie's value in the "
-            "X-CSRFToken header.",
-            reason=reason,
-        ).response()
+        return error_response(
+            ApiError(
+                403,
+                "csrf_failed",
+                "CSRF check failed: send the csrftoken cookie's value in the "
+                "X-CSRFToken header.",
+                reason=reason,
+            )
+        )
     return django_csrf_failure(request, reason=reason)
 
 
@@ -229,7 +232,11 @@ def _check_fields(
         if data.get(name) is None:
             errors[name] = "a value is required"
     for name, kind in {**(required or {}), **(optional or {})}.items():
-        if data.get(name) is not None and not isinstance(data[name], kind):
+        value = data.get(name)
+        # JSON's true and false are Python ints: never a number here.
+        if value is not None and (
+            not isinstance(value, kind) or (kind is SECONDS and isinstance(value, bool))
+        ):
             errors[name] = f"must be {_TYPE_NAMES[kind]}"
     if errors:
         raise services.ParamsError(errors)
@@ -238,7 +245,13 @@ def _check_fields(
 def _limit(raw: str | None) -> int:
     if not raw:
         return DEFAULT_LIMIT
-    if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_LIMIT:
+    # The length first: int() refuses over 4300 digits with a ValueError.
+    if (
+        len(raw) <= len(str(MAX_LIMIT))
+        and raw.isascii()
+        and raw.isdigit()
+        and 1 <= int(raw) <= MAX_LIMIT
+    ):
         return int(raw)
     raise services.ParamsError(
         {"limit": f"must be a whole number from 1 to {MAX_LIMIT}"}

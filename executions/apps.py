@@ -9,6 +9,7 @@ class ExecutionsConfig(AppConfig):
     verbose_name = "Executions"
 
     def ready(self) -> None:
+        from . import sessions  # noqa: F401  (a logout closes that session's sockets)
         from .checks import CHECKS
 
         # What a project installing the app is missing (docs/install.md).

@@ -22,8 +22,8 @@ def get_asgi_application(http_application=None):
 
     from channels.auth import AuthMiddlewareStack
     from channels.routing import ProtocolTypeRouter, URLRouter
-    from channels.security.websocket import AllowedHostsOriginValidator
 
+    from .origins import SameOriginValidator
     from .routing import websocket_urlpatterns
     from .runtime.server import ServerLifecycle
 
@@ -31,7 +31,7 @@ def get_asgi_application(http_application=None):
         ProtocolTypeRouter(
             {
                 "http": http_application,
-                "websocket": AllowedHostsOriginValidator(
+                "websocket": SameOriginValidator(
                     AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
                 ),
             }

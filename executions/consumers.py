@@ -9,23 +9,47 @@ while the socket stays open.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AnonymousUser
-from django.core.exceptions import PermissionDenied
 
-from . import services
+from . import errors, services
+from .errors import ServiceError
+from .flow import Outbox, TokenBucket
 from .models import Source
 from .runtime.groups import LIST_GROUP, watch_group
+from .sessions import session_tag, session_user, user_group
 
-# Application close codes (4000-4999), echoing HTTP's.
+logger = logging.getLogger(__name__)
+
+# Close codes: the application's (4000-4999) echo HTTP's; 1013 is the
+# protocol's "try again later".
+CLOSE_SLOW_CLIENT = 4008  # the server would hold more than OUTBOX_LIMIT
+CLOSE_LOGGED_OUT = 4401  # the session ended: logout, password change
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY = 4429  # kept sending over the rate limit
+CLOSE_UNAVAILABLE = 1013  # the channel layer (Redis) cannot be reached
+
+#: The most the server holds for a client that does not read, beyond what
+#: the transport holds before it pushes back (64 KiB).
+OUTBOX_LIMIT = 1024 * 1024
+#: Client messages: a burst of this many, then this many a second.
+MESSAGE_BURST = 20
+MESSAGE_RATE = 10.0
+#: Refusals in a row for the rate before the socket is closed.
+RATE_CLOSE_AFTER = 20
+#: At most one resync snapshot per this many seconds; more are coalesced.
+RESYNC_INTERVAL = 1.0
+#: A socket re-checks its session and the view permission before it forwards
+#: an event, at most once per this many seconds (client actions always do).
+RECHECK_INTERVAL = 1.0
 
 #: How many executions the list socket's snapshot holds, newest first.
 LIST_SNAPSHOT_SIZE = 50
@@ -33,16 +57,33 @@ LIST_SNAPSHOT_SIZE = 50
 _TYPE_NAMES = {bool: "true or false", str: "a string"}
 
 
-class ClientError(Exception):
+class ClientError(ServiceError):
     """A client message refused: answered with an error, the socket stays open."""
 
     def __init__(self, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
+        super().__init__(message, **extra)
         self.code = code
-        self.extra = extra
 
-    def as_message(self) -> dict[str, Any]:
-        return {"type": "error", "code": self.code, "message": str(self), **self.extra}
+
+class LayerDown(Exception):
+    """The channel layer failed under a socket."""
+
+
+def error_message(error: ServiceError) -> dict[str, Any]:
+    """The sockets' one error shape: `{"type": "error", "code": ...}`."""
+    return {
+        "type": "error",
+        "code": error.code,
+        "message": error.message,
+        **error.extra,
+    }
+
+
+def close_code(error: ServiceError) -> int:
+    """How a refusal at the handshake (or of a snapshot) closes the socket."""
+    if isinstance(error, errors.UnknownExecution):
+        return CLOSE_NOT_FOUND
+    return CLOSE_FORBIDDEN
 
 
 def _fields(content: dict[str, Any], **types: type) -> dict[str, Any]:
@@ -64,16 +105,23 @@ def _fields(content: dict[str, Any], **types: type) -> dict[str, Any]:
     return fields
 
 
-# -- database helpers: users are reloaded because AuthMiddlewareStack resolved
-# them once, at the handshake, and a socket lives long.
+# -- database helpers: the user is the session's as it stands now, because
+# AuthMiddlewareStack resolved it once, at the handshake, and a socket lives
+# long.
 
 
-def _reload(user) -> Any:
-    if user.is_authenticated:
-        fresh = get_user_model()._default_manager.filter(pk=user.pk).first()
-        if fresh is not None:
-            return fresh
-    return AnonymousUser()
+@database_sync_to_async
+def _current_user(session_key: str | None, user_id: Any) -> Any:
+    """The socket's user if its session still stands for them, else None."""
+    user = session_user(session_key)
+    if not user.is_authenticated or user.pk != user_id:
+        return None
+    return user
+
+
+@database_sync_to_async
+def _can_view(user) -> bool:
+    return services.can(user, "view")
 
 
 @database_sync_to_async
@@ -84,7 +132,7 @@ def _check_execution(execution_id: str, user) -> str:
 
 @database_sync_to_async
 def _execution_snapshot(execution_id: str, user) -> dict[str, Any]:
-    return services.get_execution(execution_id, user=_reload(user)).snapshot()
+    return services.get_execution(execution_id, user=user).snapshot()
 
 
 @database_sync_to_async
@@ -92,11 +140,7 @@ def _interrupt(
     execution_id: str, user, *, force: bool = False, reason: str = ""
 ) -> dict[str, Any]:
     result = services.request_interrupt(
-        execution_id,
-        user=_reload(user),
-        source=Source.WEBSOCKET,
-        force=force,
-        reason=reason,
+        execution_id, user=user, source=Source.WEBSOCKET, force=force, reason=reason
     )
     return {
         "type": "interrupt",
@@ -106,13 +150,8 @@ def _interrupt(
 
 
 @database_sync_to_async
-def _can_view(user) -> bool:
-    return services.can(user, "view")
-
-
-@database_sync_to_async
 def _list_snapshot(user) -> list[dict[str, Any]]:
-    executions = services.list_executions(user=_reload(user))
+    executions = services.list_executions(user=user)
     return [execution.snapshot() for execution in executions[:LIST_SNAPSHOT_SIZE]]
 
 
@@ -120,43 +159,180 @@ def _list_snapshot(user) -> list[dict[str, Any]]:
 
 
 class JsonConsumer(AsyncJsonWebsocketConsumer):
-    """What both sockets share: refusing with a close code, one group, the
-    client-message whitelist, `ping` and `resync`."""
+    """What both sockets share: the handshake (check, join, accept,
+    snapshot), refusing with a close code, the client-message whitelist and
+    its rate, `ping` and `resync`, and the guards on what is sent: the
+    session and the view permission still stand, and a client that does not
+    read is disconnected before the server holds more than OUTBOX_LIMIT."""
 
     #: Client message type → handler method; anything else is refused.
     client_messages: dict[str, str] = {"ping": "client_ping", "resync": "client_resync"}
-    group: str | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.joined: list[str] = []
+        self.closing = False
+        self.bucket = TokenBucket(rate=MESSAGE_RATE, burst=MESSAGE_BURST)
+        self.rate_refusals = 0
+        self.checked_at = 0.0
+        self.snapshot_at = 0.0
+        self.resync_later: asyncio.TimerHandle | None = None
+        self.outbox: Outbox | None = None
+
+    # -- what a socket defines
+
+    async def authorize(self, user) -> str:
+        """Check `user` may open this socket; the group to join."""
+        raise NotImplementedError
 
     async def snapshot(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    # -- the handshake
+
+    async def connect(self) -> None:
+        user = self.scope["user"]
+        self.outbox = Outbox(self.base_send, limit=OUTBOX_LIMIT)
+        try:
+            group = await self.authorize(user)
+        except errors.REFUSALS as exc:
+            return await self.refuse(close_code(errors.of(exc)))
+        self.user = user
+        self.session_key = self.scope["session"].session_key
+        self.checked_at = time.monotonic()
+        try:
+            # Join before reading the snapshot, so no event falls between them.
+            await self.join(group)
+            await self.join(user_group(user.pk))
+        except Exception as error:
+            logger.warning("Websocket refused, the channel layer failed: %r", error)
+            return await self.refuse(CLOSE_UNAVAILABLE)
+        await self.accept()
+        await self.send_snapshot()
 
     async def refuse(self, code: int) -> None:
         # Accept first: a close before accept reaches the browser as a failed
         # handshake without the code.
         await self.accept()
-        await self.close(code=code)
+        await self.end(code)
 
     async def join(self, group: str) -> None:
         await self.channel_layer.group_add(group, self.channel_name)
-        self.group = group
+        self.joined.append(group)
+
+    async def end(self, code: int) -> None:
+        """Close with `code`, once; nothing is sent after it."""
+        if self.closing:
+            return
+        self.closing = True
+        if self.resync_later is not None:
+            self.resync_later.cancel()
+        await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        self.closing = True
+        if self.resync_later is not None:
+            self.resync_later.cancel()
+        for group in self.joined:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception as error:
+                logger.warning("Could not leave %s: %r", group, error)
+
+    @property
+    def channel_receive(self):
+        return self._channel_receive
+
+    @channel_receive.setter
+    def channel_receive(self, receive) -> None:
+        # AsyncConsumer.__call__ sets this to the layer's receive, and a
+        # failure there (Redis went away) would end the socket with a
+        # traceback; LayerDown lets __call__ tell it from a bug of ours.
+        async def guarded():
+            try:
+                return await receive()
+            except Exception as error:
+                raise LayerDown(error) from error
+
+        self._channel_receive = guarded
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except LayerDown as error:
+            logger.warning("Websocket closed, the channel layer failed: %r", error)
+            if not self.closing:
+                self.closing = True
+                await send({"type": "websocket.close", "code": CLOSE_UNAVAILABLE})
+
+    # -- sending, within the outbox
+
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        if self.closing:
+            return
+        text = await self.encode_json(content)
+        size = len(text.encode())
+        if self.outbox is not None and not self.outbox.fits(size):
+            return await self.end(CLOSE_SLOW_CLIENT)
+        await self.send(text_data=text, close=close)
+        if self.outbox is not None:
+            self.outbox.sent(size)
+
+    async def forward(self, message: dict[str, Any]) -> None:
+        """Send a group event on, if the session and the view permission
+        still stand (checked at most once per RECHECK_INTERVAL)."""
+        due = time.monotonic() - self.checked_at >= RECHECK_INTERVAL
+        if due and not await self.recheck():
+            return
+        await self.send_json(message)
+
+    async def recheck(self) -> bool:
+        """Re-validate the session and the view permission; close if either
+        is gone."""
+        user = await _current_user(self.session_key, self.user.pk)
+        if user is None:
+            await self.end(CLOSE_LOGGED_OUT)
+            return False
+        if not await _can_view(user):
+            await self.end(CLOSE_FORBIDDEN)
+            return False
+        self.user = user
+        self.checked_at = time.monotonic()
+        return True
 
     async def send_snapshot(self) -> None:
         try:
             message = await self.snapshot()
-        except PermissionDenied:
-            await self.close(code=CLOSE_FORBIDDEN)
-        except services.UnknownExecution:
-            await self.close(code=CLOSE_NOT_FOUND)
+        except errors.REFUSALS as exc:
+            await self.end(close_code(errors.of(exc)))
         else:
+            self.snapshot_at = time.monotonic()
             await self.send_json(message)
+
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        if event["session"] == session_tag(self.session_key):
+            await self.end(CLOSE_LOGGED_OUT)
+
+    # -- client messages
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs
     ) -> None:
+        if self.closing:
+            return
+        if not self.bucket.take():
+            self.rate_refusals += 1
+            if self.rate_refusals > RATE_CLOSE_AFTER:
+                return await self.end(CLOSE_TOO_MANY)
+            return await self.send_json(
+                error_message(
+                    ClientError(
+                        "rate_limited",
+                        f"Too many messages: at most {MESSAGE_RATE:g} a second.",
+                    )
+                )
+            )
+        self.rate_refusals = 0
         try:
             if text_data is None:
                 raise ClientError("bad_json", "Send JSON in text frames.")
@@ -176,8 +352,8 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
                     "bad_json", "The message is not valid JSON."
                 ) from None
             await self.receive_json(content, **kwargs)
-        except ClientError as error:
-            await self.send_json(error.as_message())
+        except errors.REFUSALS as exc:
+            await self.send_json(error_message(errors.of(exc)))
 
     async def receive_json(self, content: Any, **kwargs) -> None:
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
@@ -190,6 +366,11 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
             raise ClientError(
                 "unknown_type", f"Unknown message type; expected one of: {expected}."
             )
+        # Every action in the name of the session as it stands now.
+        user = await _current_user(self.session_key, self.user.pk)
+        if user is None:
+            return await self.end(CLOSE_LOGGED_OUT)
+        self.user = user
         await getattr(self, handler)(content)
 
     async def client_ping(self, content: dict[str, Any]) -> None:
@@ -198,7 +379,22 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
 
     async def client_resync(self, content: dict[str, Any]) -> None:
         _fields(content)
-        await self.send_snapshot()
+        if self.resync_later is not None:
+            return  # one is on its way
+        wait = self.snapshot_at + RESYNC_INTERVAL - time.monotonic()
+        if wait <= 0:
+            return await self.send_snapshot()
+        self.resync_later = asyncio.get_running_loop().call_later(
+            wait, self._resync_now
+        )
+
+    def _resync_now(self) -> None:
+        async def resync() -> None:
+            self.resync_later = None
+            if not self.closing:
+                await self.send_snapshot()
+
+        self.resync_task = asyncio.ensure_future(resync())
 
 
 class ExecutionConsumer(JsonConsumer):
@@ -208,40 +404,22 @@ class ExecutionConsumer(JsonConsumer):
     client_messages = {**JsonConsumer.client_messages, "interrupt": "client_interrupt"}
     execution_id: str | None = None
 
-    async def connect(self) -> None:
-        try:
-            self.execution_id = await _check_execution(
-                self.scope["url_route"]["kwargs"]["execution_id"], self.scope["user"]
-            )
-        except PermissionDenied:
-            return await self.refuse(CLOSE_FORBIDDEN)
-        except services.UnknownExecution:
-            return await self.refuse(CLOSE_NOT_FOUND)
-        # Join before reading the snapshot, so no event falls between them.
-        await self.join(watch_group(self.execution_id))
-        await self.accept()
-        await self.send_snapshot()
+    async def authorize(self, user) -> str:
+        self.execution_id = await _check_execution(
+            self.scope["url_route"]["kwargs"]["execution_id"], user
+        )
+        return watch_group(self.execution_id)
 
     async def snapshot(self) -> dict[str, Any]:
-        execution = await _execution_snapshot(self.execution_id, self.scope["user"])
+        execution = await _execution_snapshot(self.execution_id, self.user)
         return {"type": "snapshot", "execution": execution}
 
     async def client_interrupt(self, content: dict[str, Any]) -> None:
         fields = _fields(content, force=bool, reason=str)
-        try:
-            reply = await _interrupt(self.execution_id, self.scope["user"], **fields)
-        except PermissionDenied as error:
-            raise ClientError("forbidden", str(error)) from None
-        except services.NotRunning as error:
-            raise ClientError("not_running", str(error), status=error.status) from None
-        except services.UnknownExecution as error:
-            raise ClientError("not_found", str(error)) from None
-        except services.ParamsError as error:
-            raise ClientError("bad_message", str(error), fields=error.errors) from None
-        await self.send_json(reply)
+        await self.send_json(await _interrupt(self.execution_id, self.user, **fields))
 
     async def execution_step(self, event: dict[str, Any]) -> None:
-        await self.send_json(
+        await self.forward(
             {
                 "type": "step",
                 "execution_id": event["execution_id"],
@@ -250,28 +428,31 @@ class ExecutionConsumer(JsonConsumer):
         )
 
     async def execution_status(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "status", "execution": event["execution"]})
+        await self.forward({"type": "status", "execution": event["execution"]})
 
     async def execution_finished(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "finished", "execution": event["execution"]})
+        await self.forward({"type": "finished", "execution": event["execution"]})
 
 
 class ExecutionListConsumer(JsonConsumer):
     """`/ws/executions/`: the latest executions, then created / status /
     finished events for any execution."""
 
-    async def connect(self) -> None:
-        if not await _can_view(self.scope["user"]):
-            return await self.refuse(CLOSE_FORBIDDEN)
-        await self.join(LIST_GROUP)
-        await self.accept()
-        await self.send_snapshot()
+    async def authorize(self, user) -> str:
+        if not await _can_view(user):
+            raise errors.Forbidden("You do not have permission to view executions.")
+        return LIST_GROUP
 
     async def snapshot(self) -> dict[str, Any]:
-        return {
-            "type": "snapshot",
-            "executions": await _list_snapshot(self.scope["user"]),
-        }
+        return {"type": "snapshot", "executions": await _list_snapshot(self.user)}
 
     async def executions_changed(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": event["change"], "execution": event["execution"]})
+        await self.forward({"type": event["change"], "execution": event["execution"]})
+
+
+class NotFoundConsumer(AsyncJsonWebsocketConsumer):
+    """Any other websocket path: closed with 4404, as an unknown ID is."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.close(code=CLOSE_NOT_FOUND)

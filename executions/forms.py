@@ -127,7 +127,17 @@ class StartForm:
             "params": self._params(),
             "profile": self.profile or None,
             "strategy": self.strategy,
+            "timeout": self._get("timeout").strip() or None,
+            "force_after": self._get("force_after").strip() or None,
         }
+
+    @property
+    def timeout(self) -> str:
+        return self._get("timeout").strip()
+
+    @property
+    def force_after(self) -> str:
+        return self._get("force_after").strip()
 
     def add_errors(self, errors: Mapping[str, str]) -> None:
         """Attach the service's errors (field → message) to the inputs."""
@@ -135,7 +145,7 @@ class StartForm:
         for key, message in errors.items():
             if key in params:
                 self.errors[f"{self.cmd}.{key}"] = message
-            elif key in ("cmd", "profile", "strategy"):
+            elif key in ("cmd", "profile", "strategy", "timeout", "force_after"):
                 self.errors[key] = message
             else:
                 self.non_field_errors.append(f"{key}: {message}")

@@ -1,4 +1,6 @@
-"""Websocket routes, mounted by `peace_site/asgi.py`."""
+"""Websocket routes, mounted by `executions.asgi`. The last one takes every
+other path, so an unknown one is closed with 4404 instead of failing the
+handshake with a traceback."""
 
 from __future__ import annotations
 
@@ -12,4 +14,5 @@ websocket_urlpatterns = [
         consumers.ExecutionConsumer.as_asgi(),
     ),
     re_path(r"^ws/executions/$", consumers.ExecutionListConsumer.as_asgi()),
+    re_path(r"", consumers.NotFoundConsumer.as_asgi()),
 ]

@@ -8,16 +8,18 @@ someone with a shell on the machine, who is not limited.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 
 from .conf import conf
 from .engine import InterruptStrategy, ParamsError, UnknownCmd, registry
 from .engine.progress import StepState
+from .errors import Forbidden, NotResumable, NotRunning, UnknownExecution
 from .models import Execution, Source, Status
 from .runtime import broadcast, groups, interrupts, reaper
 from .runtime.dispatch import dispatch as hand_over
@@ -25,7 +27,9 @@ from .runtime.dispatch import supervisor_identity
 from .runtime.identity import is_gone
 
 __all__ = [
+    "Forbidden",
     "InterruptResult",
+    "Interruption",
     "NotResumable",
     "NotRunning",
     "ParamsError",
@@ -42,50 +46,24 @@ __all__ = [
 
 RESUMABLE = (Status.INTERRUPTED, Status.FAILED, Status.LOST)
 MAX_REASON = 2000
+#: The longest strategy text: `poll-next-n:` and nine digits fit.
+MAX_STRATEGY = 21
+STRATEGY_TOO_LONG = (
+    f"must be at most {MAX_STRATEGY} characters: finish-current, "
+    "poll-next-n:N (N a whole number) or ignore"
+)
+# C0 and C1 controls but tab and newline, and the bidirectional marks,
+# embeddings, overrides and isolates (U+200E/F, U+202A-E, U+2066-9) that can
+# make a reason shown in the admin or a terminal read as something else.
+# (NUL is among them: PostgreSQL cannot store it.)
+_UNSAFE_IN_REASON = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 PERMISSIONS = {
     "view": "executions.view_execution",
     "add": "executions.add_execution",
     "interrupt": "executions.interrupt_execution",
 }
-
-
-class UnknownExecution(LookupError):
-    """No execution has that ID (or the ID is not a UUID)."""
-
-    def __init__(self, execution_id: Any) -> None:
-        self.execution_id = execution_id
-        super().__init__(f"No execution with ID {execution_id!r}.")
-
-
-class NotRunning(Exception):
-    """The execution has finished: there is nothing to interrupt."""
-
-    def __init__(self, execution: Execution) -> None:
-        self.execution = execution
-        self.status = execution.status
-        super().__init__(
-            f"Execution {execution.id} is not running: it is {execution.status}."
-        )
-
-
-class NotResumable(Exception):
-    """Only an interrupted, failed or lost execution can be resumed, once."""
-
-    def __init__(self, execution: Execution, *, already: bool = False) -> None:
-        self.execution = execution
-        self.status = execution.status
-        if already:
-            message = (
-                f"Execution {execution.id} was resumed already: resume the "
-                "execution that resumed it instead."
-            )
-        else:
-            message = (
-                f"Execution {execution.id} cannot be resumed: it is "
-                f"{execution.status}; only interrupted, failed or lost "
-                "executions can."
-            )
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -95,12 +73,27 @@ class StartResult:
     created: bool
 
 
+class Interruption(models.TextChoices):
+    """What an interrupt request did; the label is what every door says."""
+
+    INTERRUPTED = "interrupted", "Interrupted before it started: no step ran."
+    REQUESTED = (
+        "requested",
+        "Interrupt requested: the execution stops at its next safe point.",
+    )
+    FORCED = "forced", "Forced interrupt requested: steps in flight are cancelled now."
+    ESCALATED = "escalated", "Force requested: steps in flight are being cancelled."
+    ALREADY = "already", "An interrupt was already requested; it stands."
+    ENDED = (
+        "ended",
+        "Nobody was running it any more (its supervisor is gone): ended now.",
+    )
+
+
 @dataclass(frozen=True)
 class InterruptResult:
     execution: Execution
-    #: interrupted | requested | escalated | already (see record_interrupt),
-    #: or ended: nobody ran it any more, so it was ended at once.
-    result: str
+    result: Interruption
 
 
 def worker_mode() -> bool:
@@ -116,7 +109,13 @@ def can(user, action: str) -> bool:
 
 def check(user, action: str) -> None:
     if not can(user, action):
-        raise PermissionDenied(f"You do not have permission to {action} executions.")
+        raise Forbidden(f"You do not have permission to {action} executions.")
+
+
+def clean_reason(reason: str | None) -> str:
+    """A reason as it is kept: without control and bidirectional-override
+    characters (tab and newline stay)."""
+    return _UNSAFE_IN_REASON.sub("", reason or "")
 
 
 def parse_id(execution_id: Any) -> uuid.UUID:
@@ -178,9 +177,11 @@ def start_execution(
     """
     check(user, "add")
     command = registry.get(cmd)
-    cleaned = command.clean_params(params)
-    if source != Source.CLI and command.restrict is not None:
-        command.restrict(cleaned)
+    cleaned = command.clean_params(params, restricted=source != Source.CLI)
+    # The length first: Python refuses to parse an int of over 4300 digits,
+    # and its message is no answer for a user.
+    if strategy is not None and len(strategy) > MAX_STRATEGY:
+        raise ParamsError({"strategy": STRATEGY_TOO_LONG})
     try:
         strategy_text = str(InterruptStrategy.parse(strategy))
     except ValueError as error:
@@ -189,7 +190,8 @@ def start_execution(
         "timeout": _seconds("timeout", timeout, conf.DEFAULT_TIMEOUT),
         "force_after": _seconds("force_after", force_after, conf.DEFAULT_FORCE_AFTER),
     }
-    profile = profile or None
+    # A blank profile is no profile, at every door (forms strip it already).
+    profile = (profile or "").strip() or None
     if profile is not None and (len(profile) > 200 or not profile.isprintable()):
         raise ParamsError({"profile": "must be at most 200 printable characters"})
     steps = [
@@ -304,8 +306,7 @@ def request_interrupt(
     check(user, "interrupt")
     if source not in Source.values:
         raise ValueError(f"Unknown source {source!r}.")
-    # PostgreSQL cannot store a NUL character; it carries no meaning here.
-    reason = (reason or "").replace("\x00", "")
+    reason = clean_reason(reason)
     if len(reason) > MAX_REASON:
         raise ParamsError({"reason": f"must be at most {MAX_REASON} characters"})
     execution = get_execution(execution_id, user=user)
@@ -319,8 +320,10 @@ def request_interrupt(
         for snapshot in reaper.reap_now():
             if snapshot["id"] == str(execution.id):
                 execution.refresh_from_db()
-                return InterruptResult(execution, "ended")
-    return InterruptResult(execution, result)
+                return InterruptResult(execution, Interruption.ENDED)
+    if force and result == Interruption.REQUESTED:
+        return InterruptResult(execution, Interruption.FORCED)
+    return InterruptResult(execution, Interruption(result))
 
 
 def _supervisor_gone(execution: Execution) -> bool:

@@ -21,19 +21,14 @@ from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import services
+from . import errors, services
+from .api import error_response
 from .forms import StartForm
 from .models import Execution, Source
 
 #: The list page shows this many of the newest executions.
 LIST_LIMIT = 100
 
-INTERRUPT_MESSAGES = {
-    "requested": "Interrupt requested: the execution stops at its next safe point.",
-    "escalated": "Force requested: steps in flight are being cancelled.",
-    "already": "An interrupt was already requested.",
-    "interrupted": "Interrupted before it started: no step ran.",
-}
 SOURCE_LABELS = dict(Source.choices)
 FORCE_VALUES = {"": False, "0": False, "false": False, "1": True, "true": True}
 
@@ -49,10 +44,8 @@ def execution_list(request: HttpRequest) -> HttpResponse:
             started = services.start_execution(
                 **form.start_args(), user=request.user, source=Source.WEB
             )
-        except services.UnknownCmd as error:
-            form.add_errors({"cmd": str(error)})
-        except services.ParamsError as error:
-            form.add_errors(error.errors)
+        except errors.REFUSALS as exc:
+            form.add_errors(_field_errors(_refusal(exc)))
         else:
             if not started.created:
                 messages.info(
@@ -97,30 +90,22 @@ def execution_interrupt(request: HttpRequest, execution_id: str) -> HttpResponse
             force=force,
             reason=request.POST.get("reason", "").strip(),
         )
-    except services.UnknownExecution:
-        raise Http404("No such execution.") from None
-    except services.ParamsError as error:
+    except errors.REFUSALS as exc:
+        error = _refusal(exc)
         if wants_json:
-            return JsonResponse(
-                {"error": "invalid_params", "fields": error.errors}, status=400
+            return error_response(error)
+        if isinstance(error, errors.NotRunning):
+            messages.info(
+                request,
+                f"Not running: this execution has finished ({error.status}). "
+                "Nothing changed.",
             )
+            return redirect(error.execution)
         messages.error(request, f"Not interrupted: {error}. Nothing changed.")
         return _detail(request, _get_or_404(execution_id, request.user), status=400)
-    except services.NotRunning as error:
-        message = (
-            f"Not running: this execution has finished ({error.status}). "
-            "Nothing changed."
-        )
-        if wants_json:
-            return JsonResponse(
-                {"error": "not_running", "status": error.status, "message": message},
-                status=409,
-            )
-        messages.info(request, message)
-        return redirect(error.execution)
     if wants_json:
         return JsonResponse(interrupted.execution.snapshot(), status=202)
-    messages.success(request, INTERRUPT_MESSAGES[interrupted.result])
+    messages.success(request, interrupted.result.label)
     return redirect(interrupted.execution)
 
 
@@ -132,12 +117,11 @@ def execution_resume(request: HttpRequest, execution_id: str) -> HttpResponse:
         started = services.resume_execution(
             execution_id, user=request.user, source=Source.WEB
         )
-    except services.UnknownExecution:
-        raise Http404("No such execution.") from None
-    except services.NotResumable as error:
-        messages.info(request, f"Not resumed: {error}")
-        return redirect(error.execution)
-    except services.ParamsError as error:
+    except errors.REFUSALS as exc:
+        error = _refusal(exc)
+        if isinstance(error, errors.NotResumable):
+            messages.info(request, f"Not resumed: {error}")
+            return redirect(error.execution)
         messages.error(request, f"Not resumed: {error}")
         return redirect("executions:detail", execution_id)
     execution = started.execution
@@ -150,11 +134,30 @@ def execution_resume(request: HttpRequest, execution_id: str) -> HttpResponse:
     return redirect(execution)
 
 
+def _refusal(exc: Exception) -> errors.ServiceError:
+    """The pages' one error mapping: a refusal the page can explain, or
+    Django's 403 and 404 pages for a forbidden action and an unknown ID."""
+    error = errors.of(exc)
+    if isinstance(error, errors.Forbidden):
+        raise error
+    if isinstance(error, errors.UnknownExecution):
+        raise Http404("No such execution.") from None
+    return error
+
+
+def _field_errors(error: errors.ServiceError) -> dict[str, str]:
+    if isinstance(error, errors.InvalidParams):
+        return error.fields
+    if isinstance(error, errors.UnknownCommand):
+        return {"cmd": str(error)}
+    return {"__all__": str(error)}
+
+
 def _get_or_404(execution_id: str, user) -> Execution:
     try:
         return services.get_execution(execution_id, user=user)
-    except services.UnknownExecution:
-        raise Http404("No such execution.") from None
+    except errors.REFUSALS as exc:
+        raise _refusal(exc) from None
 
 
 def _detail(

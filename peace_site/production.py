@@ -21,9 +21,12 @@ if not os.environ.get("DJANGO_SECRET_KEY"):
         "DJANGO_SECRET_KEY must be set in production: a long random string "
         "(python -c 'import secrets; print(secrets.token_urlsafe(50))')."
     )
-if not os.environ.get("DJANGO_ALLOWED_HOSTS"):
+# The base settings drop blank entries: " , " names no host at all.
+hosts = ALLOWED_HOSTS if os.environ.get("DJANGO_ALLOWED_HOSTS") else []  # noqa: F405
+if not hosts or "*" in hosts:
     raise ImproperlyConfigured(
-        "DJANGO_ALLOWED_HOSTS must name the hosts this site is served as."
+        "DJANGO_ALLOWED_HOSTS must name the hosts this site is served as "
+        '(a wildcard "*" lets any Host header through).'
     )
 
 DEBUG = False
@@ -37,4 +40,9 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
-CSRF_TRUSTED_ORIGINS = [f"https://{host}" for host in ALLOWED_HOSTS]  # noqa: F405
+# A leading dot in ALLOWED_HOSTS means "and its subdomains"; Django's CSRF
+# check (and the websocket origin check) spell that `https://*.domain`.
+CSRF_TRUSTED_ORIGINS = [
+    f"https://*{host}" if host.startswith(".") else f"https://{host}"
+    for host in ALLOWED_HOSTS  # noqa: F405
+]

@@ -13,6 +13,7 @@ from django.test import Client
 from peace_site.asgi import application
 
 TIMEOUT = 10  # seconds: only to turn a hang into a failure
+HOST = b"testserver"
 ORIGIN = b"http://testserver"
 
 
@@ -29,7 +30,9 @@ async def socket(
 ) -> AsyncIterator[tuple[WebsocketCommunicator, bool]]:
     """Open `path` as `user` (anonymous if None) from `origin` (none if None);
     yield the communicator and whether the handshake was accepted."""
-    headers = [] if origin is None else [(b"origin", origin)]
+    headers = [(b"host", HOST)]
+    if origin is not None:
+        headers.append((b"origin", origin))
     if user is not None:
         headers.append((b"cookie", await session_cookie(user)))
     communicator = WebsocketCommunicator(application, path, headers=headers)

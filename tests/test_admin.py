@@ -174,8 +174,8 @@ def test_button_interrupts_running_execution(operator, interrupter):
     assert messages_of(response) == [
         (
             "success",
-            f"Interrupt requested for {short(execution)}: "
-            "it stops at the next safe point.",
+            f"{short(execution)}: Interrupt requested: "
+            "the execution stops at its next safe point.",
         )
     ]
     execution.refresh_from_db()
@@ -192,7 +192,10 @@ def test_button_interrupts_queued_execution(operator):
     response = operator.post(interrupt_url(execution))
 
     assert messages_of(response) == [
-        ("success", f"Interrupted {short(execution)}: it was queued, so no step ran.")
+        (
+            "success",
+            f"{short(execution)}: Interrupted before it started: no step ran.",
+        )
     ]
     execution.refresh_from_db()
     assert execution.status == Status.INTERRUPTED
@@ -207,8 +210,8 @@ def test_button_force_escalates_pending_interrupt(operator):
     assert messages_of(response) == [
         (
             "success",
-            f"Force interrupt sent to {short(execution)}: "
-            "steps in flight are cancelled.",
+            f"{short(execution)}: Force requested: "
+            "steps in flight are being cancelled.",
         )
     ]
     execution.refresh_from_db()

@@ -15,7 +15,7 @@ from executions import services
 from executions.models import Execution, Source, Status
 from peace_site.asgi import application
 from tests.factories import run_here
-from tests.sockets import TIMEOUT, ping, receive, session_cookie
+from tests.sockets import HOST, TIMEOUT, ping, receive, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,7 +55,7 @@ async def connect():
     opened = []
 
     async def open_socket(path, user=None, origin=b"http://testserver"):
-        headers = [(b"origin", origin)]
+        headers = [(b"host", HOST), (b"origin", origin)]
         if user is not None:
             headers.append((b"cookie", await session_cookie(user)))
         communicator = WebsocketCommunicator(application, path, headers=headers)
@@ -365,3 +365,71 @@ async def test_list_socket_without_view_permission_closes_4403(
         "type": "websocket.close",
         "code": 4403,
     }
+
+
+# -- the doors' guards ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/ws/", "/ws/executions/a/b/", "/elsewhere"])
+async def test_unrouted_path_closes_4404(connect, path):
+    communicator, connected = await connect(path)
+
+    assert connected
+    output = await communicator.receive_output(TIMEOUT)
+    assert output == {"type": "websocket.close", "code": 4404}
+
+
+async def test_socket_without_the_channel_layer_closes_1013(connect, user, settings):
+    from channels.layers import channel_layers
+
+    # A real Redis layer, at a port nothing listens on.
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": ["redis://127.0.0.1:9/0"]},
+        }
+    }
+    channel_layers.backends.clear()
+    try:
+        communicator, connected = await connect("/ws/executions/", user)
+        output = await communicator.receive_output(TIMEOUT)
+    finally:
+        channel_layers.backends.clear()
+
+    assert connected
+    assert output == {"type": "websocket.close", "code": 1013}
+
+
+async def test_client_over_the_rate_is_refused_then_closed(connect, user):
+    communicator, _ = await connect("/ws/executions/", user)
+    await receive(communicator)
+
+    for _ in range(80):
+        await communicator.send_json_to({"type": "ping"})
+    answers = []
+    while True:
+        output = await communicator.receive_output(TIMEOUT)
+        if output["type"] == "websocket.close":
+            break
+        answers.append(output["text"])
+
+    assert output["code"] == 4429
+    assert answers.count('{"type": "pong"}') < 40
+    assert any('"code": "rate_limited"' in answer for answer in answers)
+
+
+async def test_resyncs_are_coalesced_to_one_snapshot(connect, user):
+    execution = await database_sync_to_async(start)()
+    communicator, _ = await connect(f"/ws/executions/{execution.id}/", user)
+    await receive(communicator)
+
+    for _ in range(10):
+        await communicator.send_json_to({"type": "resync"})
+    await ping(communicator)
+    snapshot = await receive(communicator)
+
+    assert snapshot == {
+        "type": "snapshot",
+        "execution": await db_snapshot(execution.id),
+    }
+    assert await communicator.receive_nothing(timeout=1.5)

@@ -702,7 +702,7 @@ def already_answer(door: str, target: Execution):
         "admin-action": (302, [("info", f"Already interrupting: {short}.")]),
         "admin-button": (
             302,
-            [("warning", f"An interrupt for {short} is already pending.")],
+            [("warning", f"{short}: An interrupt was already requested.")],
         ),
         "cli": (
             0,
@@ -855,3 +855,78 @@ def test_every_door_refuses_a_reason_over_2000_characters(world, browser):
     )
     assert terminal == (2, REASON_ERROR)
     assert table() == before
+
+
+# -- numbers too long to parse, blank profiles, controls in reasons ---------------
+
+
+def test_api_limit_of_5000_digits_is_a_400(world, browser):
+    before = table()
+
+    response = browser.get("/api/executions/", {"limit": "9" * 5000})
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "limit": "must be a whole number from 1 to 500"
+    }
+    assert table() == before
+
+
+@pytest.mark.parametrize("door", ["api", "cli"])
+def test_a_strategy_of_5000_digits_is_refused_without_pythons_words(
+    world, browser, door
+):
+    strategy = "poll-next-n:" + "9" * 5000
+    before = table()
+
+    if door == "api":
+        response = post_json(
+            browser, "/api/executions/", {"cmd": "demo.steps", "strategy": strategy}
+        )
+        answer = response.status_code, response.json()["fields"]["strategy"]
+    else:
+        answer = command("execute", "demo.steps", "--strategy", strategy)
+
+    assert "digits" not in str(answer)
+    assert answer[0] in (400, 2)
+    assert services.STRATEGY_TOO_LONG in str(answer)
+    assert table() == before
+
+
+@pytest.mark.parametrize("profile", ["   ", "\t", " \n "])
+def test_a_blank_profile_is_no_profile_at_every_door(browser, profile):
+    response = post_json(
+        browser,
+        "/api/executions/",
+        {"cmd": "demo.steps", "params": {"count": 1}, "profile": profile},
+    )
+    form = browser.post(
+        "/executions/", {"cmd": "demo.steps", "profile": profile, "demo.steps.count": 1}
+    )
+
+    assert response.status_code == 201
+    assert form.status_code == 302
+    assert list(Execution.objects.values_list("profile", flat=True)) == [None, None]
+
+
+HIDDEN = "\u202eevil\u2066\u200f\x1b[2J\x85\x07"
+
+
+@pytest.mark.parametrize("door", ["api", "page", "admin", "cli"])
+def test_control_and_bidi_characters_leave_a_reason_at_every_door(world, browser, door):
+    running = world[Status.RUNNING]
+    reason = f"disk\tfull{HIDDEN}\nsee log"
+
+    if door == "api":
+        post_json(
+            browser, f"/api/executions/{running.pk}/interrupt/", {"reason": reason}
+        )
+    elif door == "page":
+        browser.post(f"/executions/{running.pk}/interrupt/", {"reason": reason})
+    elif door == "admin":
+        browser.post(f"{ADMIN}{running.pk}/interrupt/", {"reason": reason})
+    else:
+        command("interrupt", str(running.pk), "--reason", reason)
+
+    running.refresh_from_db()
+    assert running.interrupt_reason.strip() == "disk\tfullevil[2J\nsee log"

@@ -217,6 +217,7 @@ EVENTS = {"step", "status", "finished"}
 ERROR_CODES = {
     "bad_json",
     "bad_message",
+    "invalid_params",
     "unknown_type",
     "too_large",
     "not_running",
@@ -257,11 +258,25 @@ async def exchange(path: str, user, frames: list[dict]) -> list[dict]:
     return received
 
 
+def is_resync(frame: dict) -> bool:
+    try:
+        return json.loads(frame.get("text") or "null") == {"type": "resync"}
+    except ValueError:
+        return False
+
+
 def check_answers(received: list[dict], frames: list[dict]) -> None:
-    """One answer per frame (and the final pong), each valid; events only
+    """One answer per frame (and the final pong), each valid, but resyncs:
+    their snapshots are coalesced, and may come after the pong; events only
     besides."""
-    answers = [message for message in received if message["type"] in ANSWERS]
-    assert len(answers) == len(frames) + 1
+    answers = [
+        message
+        for message in received
+        if message["type"] in ANSWERS and message["type"] != "snapshot"
+    ]
+    resyncs = sum(is_resync(frame) for frame in frames)
+    assert len(answers) == len(frames) - resyncs + 1
+    assert sum(message["type"] == "snapshot" for message in received) <= resyncs
     assert {message["type"] for message in received} <= ANSWERS | EVENTS
     for message in answers:
         if message["type"] == "error":

@@ -50,9 +50,18 @@ def test_production_check_deploy_is_clean():
             },
             "DJANGO_DEBUG must be off in production.",
         ),
-        (
-            {"DJANGO_SECRET_KEY": SECRET},
-            "DJANGO_ALLOWED_HOSTS must name the hosts this site is served as.",
+        *(
+            (
+                {"DJANGO_SECRET_KEY": SECRET, **hosts},
+                "DJANGO_ALLOWED_HOSTS must name the hosts this site is served as",
+            )
+            for hosts in (
+                {},
+                {"DJANGO_ALLOWED_HOSTS": ""},
+                {"DJANGO_ALLOWED_HOSTS": " , "},
+                {"DJANGO_ALLOWED_HOSTS": "*"},
+                {"DJANGO_ALLOWED_HOSTS": "peace.example.com, *"},
+            )
         ),
     ],
 )
@@ -61,3 +70,26 @@ def test_production_refuses_unsafe_settings(env, message):
 
     assert result.returncode != 0
     assert f"ImproperlyConfigured: {message}" in result.stderr
+
+
+def test_production_trusts_the_subdomains_a_leading_dot_allows():
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")
+    }
+    environment.update(
+        DJANGO_SECRET_KEY=SECRET, DJANGO_ALLOWED_HOSTS="peace.example.com,.example.org"
+    )
+    script = "import peace_site.production as p; print(p.CSRF_TRUSTED_ORIGINS)"
+
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.stdout.strip() == str(
+        ["https://peace.example.com", "https://*.example.org"]
+    ), result.stderr

@@ -539,8 +539,7 @@ def test_execution_interrupt_asked_for_json_of_a_finished_one_is_409(make_user):
     assert response.json() == {
         "error": "not_running",
         "status": "succeeded",
-        "message": "Not running: this execution has finished (succeeded). "
-        "Nothing changed.",
+        "message": f"Execution {execution.id} is not running: it is succeeded.",
     }
 
 

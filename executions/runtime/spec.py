@@ -17,7 +17,7 @@ from ..engine import (
     StepState,
     registry,
 )
-from ..models import Execution
+from ..models import Execution, Source
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ class RunSpec:
     #: Their results, for the steps that depend on them.
     results: dict[str, Any] = field(default_factory=dict)
     progress_interval: float = 0.05
+    #: Started from a shared door (web, API, admin): their limits apply to
+    #: the steps too (files.sync's roots), not only to the params.
+    restricted: bool = False
     #: An interrupt that waited on the queued row: None, or its force.
     interrupt: bool | None = None
 
@@ -58,6 +61,7 @@ class RunSpec:
             skip=skip,
             results=results,
             progress_interval=progress_interval,
+            restricted=execution.created_from != Source.CLI,
             interrupt=interrupt,
         )
 
@@ -98,12 +102,14 @@ async def run_spec(
         signal.request(force=spec.interrupt)
     scheduler = Scheduler(
         steps,
-        spec.params,
+        cmd.bind(spec.params),
         signal=signal,
         strategy=strategy,
         on_step=on_step,
         progress_interval=spec.progress_interval,
         skip=spec.skip,
+        results=spec.results,
+        restricted=spec.restricted,
     )
     outcome = await scheduler.run()
-    return Report(outcome, dict(getattr(scheduler, "results", {})))
+    return Report(outcome, dict(scheduler.results))

@@ -12,16 +12,6 @@ from django.core.management.base import BaseCommand, CommandError
 from executions import services
 from executions.models import Source
 
-MESSAGES = {
-    "requested": "Interrupt requested: steps in flight finish or stop at their "
-    "next checkpoint; no new step starts.",
-    "forced": "Forced interrupt requested: steps in flight are cancelled now.",
-    "escalated": "Interrupt escalated to force: steps in flight are cancelled.",
-    "already": "An interrupt was already requested; it stands.",
-    "interrupted": "It had not started: interrupted, nothing was processed.",
-    "ended": "Nobody was running it any more (its supervisor is gone): ended now.",
-}
-
 
 class Command(BaseCommand):
     help = "Interrupt a running execution by its ID."
@@ -50,7 +40,5 @@ class Command(BaseCommand):
         execution = result.execution
         self.stdout.write(
             self.style.SUCCESS(f"{execution.id}: {execution.status}. ")
-            + MESSAGES[
-                "forced" if force and result.result == "requested" else result.result
-            ]
+            + result.result.label
         )

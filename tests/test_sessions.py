@@ -1,0 +1,104 @@
+"""Sessions on sockets (executions/sessions.py): a logout, a password change
+or a lost permission reaches an open socket."""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import Permission
+from django.test import Client
+
+from executions import broadcast, groups
+from executions.models import Status
+from executions.sessions import user_group
+from peace_site.asgi import application
+from tests.factories import execution
+from tests.sockets import ORIGIN, TIMEOUT, close_code, receive
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@database_sync_to_async
+def logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+async def open_socket(path: str, client: Client) -> WebsocketCommunicator:
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    communicator = WebsocketCommunicator(
+        application,
+        path,
+        headers=[(b"host", b"testserver"), (b"origin", ORIGIN), (b"cookie", cookie)],
+    )
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert connected
+    await receive(communicator)  # the snapshot
+    return communicator
+
+
+def test_user_group_is_a_valid_group_name():
+    for user_id in (1, "ada:lovelace/../x", "é" * 300):
+        name = user_group(user_id)
+
+        assert len(name) < 100
+        assert name.replace(".", "").replace("-", "").replace("_", "").isalnum()
+        assert name.isascii()
+        assert ":" not in name
+
+
+@pytest.mark.parametrize("path", ["/ws/executions/", "/ws/executions/{}/"])
+async def test_logout_closes_that_sessions_sockets_only(make_user, path):
+    user = await database_sync_to_async(make_user)("view", "interrupt")
+    running = await database_sync_to_async(execution)(Status.RUNNING)
+    leaving, staying = await logged_in(user), await logged_in(user)
+    closed = await open_socket(path.format(running.pk), leaving)
+    kept = await open_socket(path.format(running.pk), staying)
+
+    await database_sync_to_async(leaving.post)("/accounts/logout/")
+
+    assert await close_code(closed) == 4401
+    await kept.send_json_to({"type": "ping"})
+    assert await receive(kept) == {"type": "pong"}
+    await closed.disconnect()
+    await kept.disconnect()
+
+
+async def test_password_change_elsewhere_stops_the_sockets_actions(make_user):
+    user = await database_sync_to_async(make_user)("view", "interrupt")
+    running = await database_sync_to_async(execution)(Status.RUNNING)
+    communicator = await open_socket(
+        f"/ws/executions/{running.pk}/", await logged_in(user)
+    )
+
+    user.set_password("a new one")
+    await user.asave(update_fields=["password"])
+    await communicator.send_json_to({"type": "interrupt", "force": True})
+
+    assert await close_code(communicator) == 4401
+    await running.arefresh_from_db()
+    assert running.status == Status.RUNNING
+    await communicator.disconnect()
+
+
+async def test_lost_view_permission_stops_the_next_event(make_user, monkeypatch):
+    # Every event re-checks here; the consumer caches the answer for a second.
+    monkeypatch.setattr("executions.consumers.RECHECK_INTERVAL", 0)
+    user = await database_sync_to_async(make_user)("view")
+    running = await database_sync_to_async(execution)(Status.RUNNING)
+    communicator = await open_socket("/ws/executions/", await logged_in(user))
+
+    await database_sync_to_async(user.user_permissions.remove)(
+        await Permission.objects.aget(codename="view_execution")
+    )
+    await broadcast.status_changed(running.snapshot(), groups.STATUS)
+
+    assert await close_code(communicator) == 4403
+    await communicator.disconnect()
