@@ -83,7 +83,7 @@ class Interruption(models.TextChoices):
     )
     FORCED = "forced", "Forced interrupt requested: steps in flight are cancelled now."
     ESCALATED = "escalated", "Force requested: steps in flight are being cancelled."
-    ALREADY = "already", "An interrupt was already requested; it stands."
+    ALREADY = "already", "An interrupt was already requested."
     ENDED = (
         "ended",
         "Nobody was running it any more (its supervisor is gone): ended now.",
