@@ -110,7 +110,10 @@ def test_create_unknown_cmd_is_400(client, login):
     assert not Execution.objects.exists()
 
 
-UNKNOWN_FIELD = "unknown field; expected one of: cmd, params, profile, strategy, timeout, force_after"
+UNKNOWN_FIELD = (
+    "unknown field; expected one of: "
+    "cmd, params, profile, strategy, timeout, force_after"
+)
 STRATEGY_ERROR = (
     "Unknown interrupt strategy 'sometimes': use finish-current, "
     "poll-next-n:N (N a whole number) or ignore."
