@@ -247,7 +247,9 @@ def _seconds(name: str, value: Any, default: float | None) -> float | None:
         raise ParamsError({name: "must be a number of seconds"})
     try:
         seconds = float(value)
-    except (TypeError, ValueError, OverflowError):
+    except OverflowError:  # an integer too large for a float: out of range
+        seconds = float("inf")
+    except (TypeError, ValueError):
         raise ParamsError({name: "must be a number of seconds"}) from None
     if not 0 < seconds <= MAX_SECONDS:
         raise ParamsError(

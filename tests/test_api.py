@@ -512,3 +512,47 @@ def test_unknown_api_url_is_json_404(client, path):
         "error": "not_found",
         "message": f"No API endpoint at {path}.",
     }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("timeout", 0, "must be more than 0 and at most 31536000 seconds"),
+        ("timeout", -1, "must be more than 0 and at most 31536000 seconds"),
+        ("timeout", 10**400, "must be more than 0 and at most 31536000 seconds"),
+        ("timeout", 1e300, "must be more than 0 and at most 31536000 seconds"),
+        ("timeout", "10", "must be a number of seconds"),
+        ("timeout", True, "must be a number of seconds"),
+        ("force_after", 0, "must be more than 0 and at most 31536000 seconds"),
+        ("force_after", "soon", "must be a number of seconds"),
+        ("force_after", [1], "must be a number of seconds"),
+    ],
+)
+def test_create_refuses_bad_timeouts_with_400_changing_nothing(
+    client, login, field, value, message
+):
+    login("view", "add")
+
+    response = call(
+        client, "POST", "/api/executions/", {"cmd": "demo.steps", field: value}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {field: message}
+    assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_create_keeps_timeout_and_force_after(client, login):
+    login("view", "add")
+
+    response = call(
+        client,
+        "POST",
+        "/api/executions/",
+        {"cmd": "demo.steps", "params": FAST, "timeout": 90, "force_after": 2.5},
+    )
+
+    assert response.status_code == 201
+    assert (response.json()["timeout"], response.json()["force_after"]) == (90, 2.5)
