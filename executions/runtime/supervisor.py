@@ -306,6 +306,8 @@ class Run:
         self.dirty = False
         self._outbox: dict[str, dict] = {}
         self._outbox_ready = asyncio.Event()
+        #: The status each step was last published with.
+        self._published = {step["id"]: step["status"] for step in execution.steps}
         self._closing = False
         self._escalation: asyncio.Task | None = None
 
@@ -333,9 +335,22 @@ class Run:
         while self._outbox:
             step_id = next(iter(self._outbox))
             step = self._outbox.pop(step_id)
+            if self._published.get(step_id) != step["status"]:
+                # Durable first: a step's start or end is on the row before
+                # any watcher hears of it (a reaper may read the row next).
+                self._published[step_id] = step["status"]
+                await self._save_now()
             await broadcast.send(
                 group, {"type": groups.STEP, "execution_id": self.id, "step": step}
             )
+
+    async def _save_now(self) -> None:
+        self.dirty = False
+        try:
+            await _save_progress({self.id: list(self.steps.values())})
+        except Exception:
+            self.dirty = True  # the next progress write retries
+            logger.warning("writing progress of %s failed", self.id, exc_info=True)
 
     async def flush_progress(self) -> None:
         """Stop the sender; the final value of every step always goes out."""

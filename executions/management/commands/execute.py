@@ -201,7 +201,10 @@ class Command(BaseCommand):
             force = self.presses > 1
             if self.presses <= 2:
                 ignored = execution.strategy == "ignore"
-                self.say(bars, FORCED if force else IGNORED if ignored else GRACEFUL)
+                text = FORCED if force else IGNORED if ignored else GRACEFUL
+                if not force and execution.force_after:
+                    text += f" Forcing in {execution.force_after:g} s otherwise."
+                self.say(bars, text)
             task = loop.create_task(self.request(supervisor, execution, source, force))
             pending.add(task)
             task.add_done_callback(pending.discard)
