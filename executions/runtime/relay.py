@@ -18,8 +18,10 @@ from django.utils import timezone
 from ..conf import conf
 from ..models import ACTIVE, Execution
 from . import broadcast, groups
+from .throttle import Throttled
 
 logger = logging.getLogger(__name__)
+quiet = Throttled(logger)
 
 FIELDS = (
     "status",
@@ -73,7 +75,7 @@ async def relay(supervisor: str) -> None:
         try:
             changes = await _changed_rows(supervisor, since, seen)
         except Exception:
-            logger.warning("relaying database changes failed", exc_info=True)
+            quiet.warning("relay", "relaying database changes failed", exc_info=True)
             continue
         since = checked - timezone.timedelta(seconds=conf.RELAY_INTERVAL)
         for execution, new, steps, status_changed in changes:

@@ -41,8 +41,12 @@ from . import broadcast, groups, interrupts, reaper
 from .identity import new_identity
 from .process import ExecutionProcess, describe_exit
 from .spec import Report, RunSpec, run_spec
+from .throttle import Throttled
 
 logger = logging.getLogger(__name__)
+#: Failures that repeat while Redis or the database is away: a line each
+#: so often, not one per run per second.
+quiet = Throttled(logger)
 
 STATUS_FOR_OUTCOME = {
     "complete": Status.SUCCEEDED,
@@ -350,7 +354,7 @@ class Run:
             await _save_progress({self.id: list(self.steps.values())})
         except Exception:
             self.dirty = True  # the next progress write retries
-            logger.warning("writing progress of %s failed", self.id, exc_info=True)
+            quiet.warning("progress", "writing progress failed", exc_info=True)
 
     async def flush_progress(self) -> None:
         """Stop the sender; the final value of every step always goes out."""
@@ -570,7 +574,7 @@ class Supervisor:
                 try:
                     message = await layer.receive(channel)
                 except Exception:
-                    logger.warning("control channel of %s failed", run.id)
+                    quiet.warning("control", "control channels failing", exc_info=True)
                     await asyncio.sleep(1.0)
                     continue
                 if message.get("type") == groups.INTERRUPT:
@@ -585,7 +589,7 @@ class Supervisor:
             try:
                 await layer.group_add(group, channel)
             except Exception:
-                logger.warning("joining %s failed; retrying", group)
+                quiet.warning("join", "joining control groups failing; retrying")
                 await asyncio.sleep(1.0)
                 continue
             await asyncio.sleep(conf.REJOIN_INTERVAL)
@@ -615,7 +619,9 @@ class Supervisor:
                     await self._write_progress()
             except Exception:
                 # A database hiccup must not end any run; the next tick retries.
-                logger.warning("housekeeping failed", exc_info=True)
+                quiet.warning("housekeeping", "housekeeping failed", exc_info=True)
+            else:
+                quiet.recovered("housekeeping")
             await asyncio.sleep(min(conf.POLL_INTERVAL, conf.DB_PROGRESS_INTERVAL))
 
     async def _write_progress(self) -> None:
@@ -678,7 +684,7 @@ class Supervisor:
                 try:
                     execution = await _claim_next(self.queue, self.identity)
                 except Exception:
-                    logger.warning("claiming work failed", exc_info=True)
+                    quiet.warning("claim", "claiming work failed", exc_info=True)
                     break
                 if execution is None:
                     break
