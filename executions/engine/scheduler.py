@@ -346,6 +346,10 @@ class Scheduler:
                     self._finish(step_id, status, error, result, _traceback(future))
                     continue
             abandoned = not isinstance(future, asyncio.Task)
+            if abandoned:
+                # Whatever its thread raises later is nobody's to retrieve:
+                # an exception left on the future would be logged at GC.
+                future.cancel()
             self._finish(
                 step_id, StepStatus.INTERRUPTED, ABANDONED if abandoned else CANCELLED
             )
