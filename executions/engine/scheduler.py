@@ -223,6 +223,8 @@ class Scheduler:
             self.logs.end(step_id)
             if trace:
                 self.logs.write(step_id, "error", trace, always=True)
+            # A step's lines go out before the event that says it ended.
+            self._flush_logs()
         if status is StepStatus.SUCCEEDED:
             if step_id not in self._skip:
                 self.results[step_id] = result

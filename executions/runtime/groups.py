@@ -14,6 +14,7 @@ LIST_GROUP = "executions.list"
 # Event types, namespaced: `execution.step` is handled by `execution_step`.
 CREATED = "execution.created"
 STEP = "execution.step"
+LOG = "execution.log"
 STATUS = "execution.status"
 FINISHED = "execution.finished"
 INTERRUPT = "execution.interrupt"
