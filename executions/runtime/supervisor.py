@@ -366,6 +366,8 @@ class Run:
         self._log_unsaved: deque[dict] = deque(maxlen=self.log_limit)
         self._log_unsaved_dropped = 0
         self._log_outbox: deque[dict] = deque(maxlen=LOG_OUTBOX)
+        #: Lines to send, or a drop count the watchers have not heard yet.
+        self._log_event_due = False
         self._tracebacks_logged: set[str] = set()
         self._closing = False
         self._escalation: asyncio.Task | None = None
@@ -408,6 +410,7 @@ class Run:
         self._log_unsaved_dropped += dropped + overflow
         self.log_dropped += dropped + overflow
         self._log_outbox.extend(lines)
+        self._log_event_due = bool(lines or dropped or overflow) or self._log_event_due
         self._outbox_ready.set()
         for observer in self.observers:
             observer.log(lines)
@@ -429,6 +432,16 @@ class Run:
         lost = len(lines) - len(kept)
         self._log_unsaved_dropped += dropped + lost
         self.log_dropped += lost
+        self._log_event_due = self._log_event_due or lost > 0
+
+    def saved_logs(self, total_dropped: int) -> None:
+        """The database's drop count after a write (with what its limit
+        dropped); what came since is not in it yet."""
+        dropped = total_dropped + self._log_unsaved_dropped
+        if dropped != self.log_dropped:
+            self.log_dropped = dropped
+            self._log_event_due = True
+            self._outbox_ready.set()
 
     async def send_progress(self) -> None:
         group = groups.watch_group(self.id)
@@ -444,9 +457,10 @@ class Run:
             await broadcast.send(
                 group, {"type": groups.STEP, "execution_id": self.id, "step": step}
             )
-        while self._log_outbox:
+        while self._log_event_due:
             count = min(LOG_EVENT_LINES, len(self._log_outbox))
             lines = [self._log_outbox.popleft() for _ in range(count)]
+            self._log_event_due = bool(self._log_outbox)
             await broadcast.send(
                 group,
                 {
@@ -634,12 +648,13 @@ class Supervisor:
             await run.flush_progress()
             await asyncio.wait([sender], timeout=1.0)
             await _stop([sender, listener, run._escalation])
-        await run._drain_outbox(groups.watch_group(run.id))
         try:
             await self._write_logs([run])
         except Exception:
             # The row must still be finished; its log is what it is.
             logger.warning("saving the log of %s failed", run.id, exc_info=True)
+        # After the write: the last log event's drop count is the row's.
+        await run._drain_outbox(groups.watch_group(run.id))
         status, outcome, results = run.conclude(failure)
         await _finish(run.execution, status, outcome, list(run.steps.values()), results)
         # If that refused, the row was already final (reaped as lost): the
@@ -757,7 +772,7 @@ class Supervisor:
         for run in runs:
             if run.id in totals:
                 # The database's count includes what its limit dropped.
-                run.log_dropped = max(run.log_dropped, totals[run.id])
+                run.saved_logs(totals[run.id])
 
     async def _poll(self) -> None:
         """The durable path: every POLL_INTERVAL the rows are re-read, because
