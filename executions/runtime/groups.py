@@ -15,6 +15,8 @@ LIST_GROUP = "executions.list"
 CREATED = "execution.created"
 STEP = "execution.step"
 LOG = "execution.log"
+#: Log lines in one `execution.log` event, at most.
+LOG_EVENT_LINES = 200
 STATUS = "execution.status"
 FINISHED = "execution.finished"
 INTERRUPT = "execution.interrupt"

@@ -58,8 +58,6 @@ SHUTDOWN_REASON = "the process running it is shutting down"
 FORCED = "forced: stopped with its execution process"
 #: After SIGTERM to a forced execution's process group, how long until SIGKILL.
 KILL_AFTER_TERM = 1.0
-#: Log lines in one `log` event to the watchers, at most.
-LOG_EVENT_LINES = 200
 #: Log lines waiting for the watchers, at most: a slow channel layer loses
 #: the oldest (the API still has them).
 LOG_OUTBOX = 1000
@@ -458,7 +456,7 @@ class Run:
                 group, {"type": groups.STEP, "execution_id": self.id, "step": step}
             )
         while self._log_event_due:
-            count = min(LOG_EVENT_LINES, len(self._log_outbox))
+            count = min(groups.LOG_EVENT_LINES, len(self._log_outbox))
             lines = [self._log_outbox.popleft() for _ in range(count)]
             self._log_event_due = bool(self._log_outbox)
             await broadcast.send(

@@ -266,7 +266,9 @@ def test_execute_shows_the_log_lines_apart_from_the_bars(capsys):
 @pytest.mark.django_db(transaction=True)
 def test_execute_quiet_hides_log_lines_but_not_a_traceback(capsys):
     with pytest.raises(SystemExit):
-        call_command("execute", *demo_logs("lines=2", "seconds=0", "fail=step"), "--quiet")
+        call_command(
+            "execute", *demo_logs("lines=2", "seconds=0", "fail=step"), "--quiet"
+        )
 
     out = capsys.readouterr().out
     assert "preparing" not in out

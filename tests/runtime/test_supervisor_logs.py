@@ -18,7 +18,7 @@ from channels.layers import get_channel_layer
 from executions import services
 from executions.models import Execution, LogLine, Source, Status
 from executions.runtime import groups
-from executions.runtime.supervisor import LOG_EVENT_LINES, Supervisor
+from executions.runtime.supervisor import Supervisor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -150,7 +150,9 @@ async def test_execution_process_flood_stays_bounded(settings):
     emitted = 1_000_000 + 5  # prints, stderr, warning, child, two ctx.log lines
     assert row.log_dropped == emitted - 50
     assert len(watcher.lines()) == 100
-    assert all(len(event["lines"]) <= LOG_EVENT_LINES for event in watcher.logs())
+    assert all(
+        len(event["lines"]) <= groups.LOG_EVENT_LINES for event in watcher.logs()
+    )
     assert watcher.logs()[-1]["dropped"] == row.log_dropped
 
 
