@@ -87,7 +87,7 @@ class Interruption(models.TextChoices):
     )
     FORCED = "forced", "Forced interrupt requested: steps in flight are cancelled now."
     ESCALATED = "escalated", "Force requested: steps in flight are being cancelled."
-    ALREADY = "already", "An interrupt was already requested; it stands."
+    ALREADY = "already", "An interrupt was already requested."
     ENDED = (
         "ended",
         "Nobody was running it any more (its supervisor is gone): ended now.",
@@ -251,7 +251,9 @@ def _seconds(name: str, value: Any, default: float | None) -> float | None:
         raise ParamsError({name: "must be a number of seconds"})
     try:
         seconds = float(value)
-    except (TypeError, ValueError, OverflowError):
+    except OverflowError:  # an integer too large for a float: out of range
+        seconds = float("inf")
+    except (TypeError, ValueError):
         raise ParamsError({name: "must be a number of seconds"}) from None
     if not 0 < seconds <= MAX_SECONDS:
         raise ParamsError(

@@ -112,7 +112,10 @@ def test_create_unknown_cmd_is_400(client, login):
     assert not Execution.objects.exists()
 
 
-UNKNOWN_FIELD = "unknown field; expected one of: cmd, params, profile, strategy"
+UNKNOWN_FIELD = (
+    "unknown field; expected one of: "
+    "cmd, params, profile, strategy, timeout, force_after"
+)
 STRATEGY_ERROR = (
     "Unknown interrupt strategy 'sometimes': use finish-current, "
     "poll-next-n:N (N a whole number) or ignore."
@@ -640,3 +643,47 @@ def test_logs_of_an_unknown_id_is_404_whatever_after_says(client, login):
     response = call(client, "GET", LOGS.format(uuid.uuid4()) + "?after=x")
 
     assert response.status_code == 404
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("timeout", 0, "must be more than 0 and at most 31536000 seconds"),
+        ("timeout", -1, "must be more than 0 and at most 31536000 seconds"),
+        ("timeout", 10**400, "must be more than 0 and at most 31536000 seconds"),
+        ("timeout", 1e300, "must be more than 0 and at most 31536000 seconds"),
+        ("timeout", "10", "must be a number of seconds"),
+        ("timeout", True, "must be a number of seconds"),
+        ("force_after", 0, "must be more than 0 and at most 31536000 seconds"),
+        ("force_after", "soon", "must be a number of seconds"),
+        ("force_after", [1], "must be a number of seconds"),
+    ],
+)
+def test_create_refuses_bad_timeouts_with_400_changing_nothing(
+    client, login, field, value, message
+):
+    login("view", "add")
+
+    response = call(
+        client, "POST", "/api/executions/", {"cmd": "demo.steps", field: value}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {field: message}
+    assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_create_keeps_timeout_and_force_after(client, login):
+    login("view", "add")
+
+    response = call(
+        client,
+        "POST",
+        "/api/executions/",
+        {"cmd": "demo.steps", "params": FAST, "timeout": 90, "force_after": 2.5},
+    )
+
+    assert response.status_code == 201
+    assert (response.json()["timeout"], response.json()["force_after"]) == (90, 2.5)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import signal as signals
 import time
@@ -41,6 +42,7 @@ from django.utils import timezone
 
 from ..conf import conf
 from ..engine import InterruptSignal
+from ..engine.scheduler import ABANDONED
 from ..models import RUNNING, TERMINAL, Execution, LogLine, Source, Status
 from . import broadcast, groups, interrupts, reaper
 from .identity import new_identity
@@ -225,6 +227,15 @@ def _snapshot(execution_id) -> tuple[Execution, dict] | None:
     return None if execution is None else (execution, execution.snapshot())
 
 
+def _fresh_task(coroutine) -> asyncio.Task:
+    """A task in a fresh context: a sync view's (dispatch after its commit)
+    carries asgiref's per-request executor, which is gone once the request
+    ends, and every database call of the run would fail with it."""
+    return asyncio.get_running_loop().create_task(
+        coroutine, context=contextvars.Context()
+    )
+
+
 async def _stop(helpers: list[asyncio.Future]) -> None:
     """Cancel helpers and wait until they are gone.
 
@@ -274,7 +285,13 @@ class ProcessEngine:
         # Whatever its steps started goes with it.
         self.process.kill_group()
         self.process.close()
-        return None if self.run.report is not None else describe_exit(code)
+        if self.run.report is None:
+            return describe_exit(code)
+        # A step the engine abandoned in its thread ended with the process.
+        for step in self.run.steps.values():
+            if step.get("error") == ABANDONED:
+                step["error"] = FORCED
+        return None
 
     def kill(self, number: int) -> None:
         self.process.kill_group(number)
@@ -598,7 +615,7 @@ class Supervisor:
 
     def _track(self, key: str, coroutine) -> asyncio.Task:
         self.ensure_housekeeping()
-        task = asyncio.ensure_future(coroutine)
+        task = _fresh_task(coroutine)
         self.tasks[key] = task
         task.add_done_callback(lambda done: self._finished(key, done))
         return task
@@ -717,7 +734,7 @@ class Supervisor:
 
     def ensure_housekeeping(self) -> None:
         if self._housekeeping is None or self._housekeeping.done():
-            self._housekeeping = asyncio.ensure_future(self.keep_house())
+            self._housekeeping = _fresh_task(self.keep_house())
 
     async def keep_house(self) -> None:
         due = {"poll": 0.0, "beat": 0.0, "progress": 0.0, "reap": 0.0}

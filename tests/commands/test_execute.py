@@ -155,6 +155,12 @@ def test_execute_succeeds_exits_0(capsys):
         (demo_steps("nope=1"), "nope: unknown param; expected one of: "),
         (demo_steps("count"), "--param takes name=value, not 'count'."),
         (["demo.steps", "--strategy", "sometimes"], "Unknown interrupt strategy"),
+        (["demo.steps", "--timeout", "0"], "Invalid --timeout: must be more than 0"),
+        (["demo.steps", "--timeout", "-5"], "Invalid --timeout: must be more than 0"),
+        (["demo.steps", "--timeout", "soon"], "Invalid --timeout: must be a number"),
+        (["demo.steps", "--timeout", "1e400"], "Invalid --timeout: must be more than"),
+        (["demo.steps", "--force-after", "nan"], "Invalid --force-after: must be"),
+        (["demo.steps", "--force-after", "0"], "Invalid --force-after: must be"),
     ],
 )
 def test_execute_usage_errors_exit_2_and_change_nothing(args, message):
