@@ -398,8 +398,8 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
 
 
 class ExecutionConsumer(JsonConsumer):
-    """`/ws/executions/<id>/`: one execution's snapshot, then its step, status
-    and finished events; the client may interrupt it."""
+    """`/ws/executions/<id>/`: one execution's snapshot, then its step, log,
+    status and finished events; the client may interrupt it."""
 
     client_messages = {**JsonConsumer.client_messages, "interrupt": "client_interrupt"}
     execution_id: str | None = None
@@ -424,6 +424,16 @@ class ExecutionConsumer(JsonConsumer):
                 "type": "step",
                 "execution_id": event["execution_id"],
                 "step": event["step"],
+            }
+        )
+
+    async def execution_log(self, event: dict[str, Any]) -> None:
+        await self.forward(
+            {
+                "type": "log",
+                "execution_id": event["execution_id"],
+                "lines": event["lines"],
+                "dropped": event["dropped"],
             }
         )
 

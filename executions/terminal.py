@@ -1,4 +1,5 @@
-"""The terminal's view of a run: a live bar per step, and the final report."""
+"""The terminal's view of a run: a live bar per step, the steps' log lines
+above the bars, and the final report."""
 
 from __future__ import annotations
 
@@ -30,6 +31,15 @@ STATUS_STYLE = {
     "interrupted": "magenta",
     "skipped": "dim",
 }
+LEVEL_STYLE = {
+    "debug": "dim",
+    "warning": "yellow",
+    "error": "red",
+    "critical": "bold red",
+    "stderr": "yellow",
+}
+#: What `--quiet` still shows: a failure's traceback among them.
+QUIET_LEVELS = frozenset({"error", "critical"})
 
 
 class _Amount(TextColumn):
@@ -48,10 +58,15 @@ class _Amount(TextColumn):
 
 class TerminalBars(RunObserver):
     """Rich progress bars on a terminal; one line per step change elsewhere
-    (a pipe or a log file gets a readable record, not escape codes)."""
+    (a pipe or a log file gets a readable record, not escape codes). The
+    steps' log lines go above the bars (`quiet`: only errors).
 
-    def __init__(self, stream: TextIO) -> None:
+    `stream` is the real output, taken before the run replaces `sys.stdout`
+    with its log capture: the bars are never part of the log."""
+
+    def __init__(self, stream: TextIO, *, quiet: bool = False) -> None:
         self.console = Console(file=stream, highlight=False)
+        self.quiet = quiet
         self.live = self.console.is_terminal
         self.progress = Progress(
             TextColumn("{task.fields[status_text]}", justify="left"),
@@ -105,6 +120,18 @@ class TerminalBars(RunObserver):
                 self.console.print(line, markup=False)
         if status not in ("pending", "running", "stalled"):
             self.progress.stop_task(task)
+
+    def log(self, lines: list[dict]) -> None:
+        for line in lines:
+            if self.quiet and line["level"] not in QUIET_LEVELS:
+                continue
+            where = line["step"] or "run"
+            self.console.print(
+                f"{where} │ {line['text']}",
+                style=LEVEL_STYLE.get(line["level"]),
+                markup=False,
+                soft_wrap=True,
+            )
 
     def finished(self, execution: Execution) -> None:
         if self.live:

@@ -14,6 +14,9 @@ LIST_GROUP = "executions.list"
 # Event types, namespaced: `execution.step` is handled by `execution_step`.
 CREATED = "execution.created"
 STEP = "execution.step"
+LOG = "execution.log"
+#: Log lines in one `execution.log` event, at most.
+LOG_EVENT_LINES = 200
 STATUS = "execution.status"
 FINISHED = "execution.finished"
 INTERRUPT = "execution.interrupt"

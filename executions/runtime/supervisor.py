@@ -5,6 +5,10 @@ execution process, or this process for a terminal's own run), and then:
 
 - progress out: step events go to the watchers (coalesced, latest wins) and,
   batched for all its runs, to the database;
+- logs out: the steps' log lines get their `seq`, go to the watchers in
+  batches and, batched for all its runs, to the database, at most
+  `EXECUTIONS_LOG_LIMIT` a run (the oldest dropped, the drop counted); a
+  failed step's traceback goes to the server's log too;
 - interrupts in: from the channel layer (fast) and from the row (durable),
   delivered to the engine once each; the engine's acknowledgement is
   recorded as `interrupt_delivered_at`;
@@ -25,18 +29,21 @@ import contextvars
 import logging
 import signal as signals
 import time
+from collections import deque
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from ..conf import conf
 from ..engine import InterruptSignal
 from ..engine.scheduler import ABANDONED
-from ..models import RUNNING, TERMINAL, Execution, Source, Status
+from ..models import RUNNING, TERMINAL, Execution, LogLine, Source, Status
 from . import broadcast, groups, interrupts, reaper
 from .identity import new_identity
 from .process import ExecutionProcess, describe_exit
@@ -57,6 +64,9 @@ SHUTDOWN_REASON = "the process running it is shutting down"
 FORCED = "forced: stopped with its execution process"
 #: After SIGTERM to a forced execution's process group, how long until SIGKILL.
 KILL_AFTER_TERM = 1.0
+#: Log lines waiting for the watchers, at most: a slow channel layer loses
+#: the oldest (the API still has them).
+LOG_OUTBOX = 1000
 
 
 class RunObserver:
@@ -65,6 +75,8 @@ class RunObserver:
     def started(self, execution: Execution) -> None: ...
 
     def step(self, step: dict[str, Any]) -> None: ...
+
+    def log(self, lines: list[dict[str, Any]]) -> None: ...
 
     def finished(self, execution: Execution) -> None: ...
 
@@ -123,6 +135,52 @@ def _save_progress(batch: dict[str, list[dict]]) -> None:
             Execution.objects.filter(pk=execution_id, status__in=RUNNING).update(
                 steps=steps
             )
+
+
+@database_sync_to_async
+def _save_logs(batch: dict[str, tuple[list[dict], int]], limit: int) -> dict[str, int]:
+    """Store each run's new lines and what it dropped; drop its oldest beyond
+    `limit`. Returns how many lines each run's row now says were dropped."""
+    with transaction.atomic():
+        existing = set(
+            str(pk)
+            for pk in Execution.objects.filter(pk__in=batch).values_list(
+                "pk", flat=True
+            )
+        )
+        for execution_id, (lines, dropped) in batch.items():
+            if execution_id not in existing:
+                continue  # deleted while it ran
+            LogLine.objects.bulk_create(
+                LogLine(
+                    execution_id=execution_id,
+                    seq=line["seq"],
+                    step=line["step"] or "",
+                    at=datetime.fromisoformat(line["at"]),
+                    level=line["level"],
+                    text=_storable(line["text"]),
+                )
+                for line in lines
+            )
+            if lines:
+                pruned, _ = LogLine.objects.filter(
+                    execution_id=execution_id, seq__lte=lines[-1]["seq"] - limit
+                ).delete()
+                dropped += pruned
+            if dropped:
+                Execution.objects.filter(pk=execution_id).update(
+                    log_dropped=F("log_dropped") + dropped
+                )
+        totals = Execution.objects.filter(pk__in=existing).values_list(
+            "pk", "log_dropped"
+        )
+        return {str(pk): total for pk, total in totals}
+
+
+def _storable(text: str) -> str:
+    """Text every database stores: PostgreSQL refuses NUL and unpaired
+    surrogates (a filename printed with surrogateescape)."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode()
 
 
 @database_sync_to_async
@@ -215,6 +273,8 @@ class ProcessEngine:
         kind = message.get("t")
         if kind == "step":
             self.run.on_step(message["step"])
+        elif kind == "log":
+            self.run.on_log(message["lines"], message.get("dropped", 0))
         elif kind == "ack":
             self.run.on_ack()
         elif kind == "report":
@@ -263,6 +323,7 @@ class LocalEngine:
                 self.run.spec,
                 self.signal,
                 lambda state: self.run.on_step(state.to_dict()),
+                self.run.on_log,
             )
         )
 
@@ -299,7 +360,13 @@ class Run:
         self.supervisor = supervisor
         self.execution = execution
         self.id = str(execution.id)
-        self.spec = RunSpec.of(execution, progress_interval=conf.PROGRESS_INTERVAL)
+        self.local = local
+        self.spec = RunSpec.of(
+            execution,
+            progress_interval=conf.PROGRESS_INTERVAL,
+            log_rate=conf.LOG_RATE,
+            log_burst=conf.LOG_BURST,
+        )
         self.observers = list(observers)
         self.steps = {step["id"]: dict(step) for step in execution.steps}
         self.carried = set(self.spec.skip)
@@ -312,6 +379,17 @@ class Run:
         self._outbox_ready = asyncio.Event()
         #: The status each step was last published with.
         self._published = {step["id"]: step["status"] for step in execution.steps}
+        #: The last log line's seq; lines waiting for the database (bounded:
+        #: what the limit would drop anyway) and for the watchers.
+        self.log_seq = 0
+        self.log_limit = conf.LOG_LIMIT
+        self.log_dropped = execution.log_dropped
+        self._log_unsaved: deque[dict] = deque(maxlen=self.log_limit)
+        self._log_unsaved_dropped = 0
+        self._log_outbox: deque[dict] = deque(maxlen=LOG_OUTBOX)
+        #: Lines to send, or a drop count the watchers have not heard yet.
+        self._log_event_due = False
+        self._tracebacks_logged: set[str] = set()
         self._closing = False
         self._escalation: asyncio.Task | None = None
 
@@ -321,12 +399,70 @@ class Run:
         if step["id"] in self.carried:
             step["carried_over"] = True
         self.steps[step["id"]] = step
+        if (
+            step["status"] == "failed"
+            and step.get("traceback")
+            and step["id"] not in self._tracebacks_logged
+            and not self.local  # a terminal shows it among the run's log lines
+        ):
+            self._tracebacks_logged.add(step["id"])
+            logger.error(
+                "step %s of execution %s failed:\n%s",
+                step["id"],
+                self.id,
+                step["traceback"],
+            )
         self.dirty = True
         self._outbox.pop(step["id"], None)
         self._outbox[step["id"]] = step
         self._outbox_ready.set()
         for observer in self.observers:
             observer.step(step)
+
+    def on_log(self, lines: list[dict[str, Any]], dropped: int) -> None:
+        """A batch of log lines from the engine: numbered, then on their way
+        to the database and the watchers; neither may hold more than its
+        bound, and what falls off is counted."""
+        for line in lines:
+            self.log_seq += 1
+            line["seq"] = self.log_seq
+        overflow = max(0, len(self._log_unsaved) + len(lines) - self.log_limit)
+        self._log_unsaved.extend(lines)
+        self._log_unsaved_dropped += dropped + overflow
+        self.log_dropped += dropped + overflow
+        self._log_outbox.extend(lines)
+        self._log_event_due = bool(lines or dropped or overflow) or self._log_event_due
+        self._outbox_ready.set()
+        for observer in self.observers:
+            observer.log(lines)
+
+    def take_logs(self) -> tuple[list[dict], int] | None:
+        """The lines and the drop count the database has not seen yet."""
+        if not self._log_unsaved and not self._log_unsaved_dropped:
+            return None
+        lines, dropped = list(self._log_unsaved), self._log_unsaved_dropped
+        self._log_unsaved.clear()
+        self._log_unsaved_dropped = 0
+        return lines, dropped
+
+    def give_back_logs(self, lines: list[dict], dropped: int) -> None:
+        """Lines the database did not take: before the newer ones, bounded."""
+        room = self.log_limit - len(self._log_unsaved)
+        kept = lines[max(0, len(lines) - room) :] if room > 0 else []
+        self._log_unsaved.extendleft(reversed(kept))
+        lost = len(lines) - len(kept)
+        self._log_unsaved_dropped += dropped + lost
+        self.log_dropped += lost
+        self._log_event_due = self._log_event_due or lost > 0
+
+    def saved_logs(self, total_dropped: int) -> None:
+        """The database's drop count after a write (with what its limit
+        dropped); what came since is not in it yet."""
+        dropped = total_dropped + self._log_unsaved_dropped
+        if dropped != self.log_dropped:
+            self.log_dropped = dropped
+            self._log_event_due = True
+            self._outbox_ready.set()
 
     async def send_progress(self) -> None:
         group = groups.watch_group(self.id)
@@ -346,6 +482,19 @@ class Run:
                 await self._save_now()
             await broadcast.send(
                 group, {"type": groups.STEP, "execution_id": self.id, "step": step}
+            )
+        while self._log_event_due:
+            count = min(groups.LOG_EVENT_LINES, len(self._log_outbox))
+            lines = [self._log_outbox.popleft() for _ in range(count)]
+            self._log_event_due = bool(self._log_outbox)
+            await broadcast.send(
+                group,
+                {
+                    "type": groups.LOG,
+                    "execution_id": self.id,
+                    "lines": lines,
+                    "dropped": self.log_dropped,
+                },
             )
 
     async def _save_now(self) -> None:
@@ -533,6 +682,12 @@ class Supervisor:
             await run.flush_progress()
             await asyncio.wait([sender], timeout=1.0)
             await _stop([sender, listener, run._escalation])
+        try:
+            await self._write_logs([run])
+        except Exception:
+            # The row must still be finished; its log is what it is.
+            logger.warning("saving the log of %s failed", run.id, exc_info=True)
+        # After the write: the last log event's drop count is the row's.
         await run._drain_outbox(groups.watch_group(run.id))
         status, outcome, results = run.conclude(failure)
         await _finish(run.execution, status, outcome, list(run.steps.values()), results)
@@ -617,6 +772,7 @@ class Supervisor:
                 if now >= due["progress"]:
                     due["progress"] = now + conf.DB_PROGRESS_INTERVAL
                     await self._write_progress()
+                    await self._write_logs(list(self.runs.values()))
             except Exception:
                 # A database hiccup must not end any run; the next tick retries.
                 quiet.warning("housekeeping", "housekeeping failed", exc_info=True)
@@ -632,6 +788,27 @@ class Supervisor:
                 batch[run.id] = list(run.steps.values())
         if batch:
             await _save_progress(batch)
+
+    async def _write_logs(self, runs: list[Run]) -> None:
+        batch = {}
+        for run in runs:
+            taken = run.take_logs()
+            if taken is not None:
+                batch[run.id] = taken
+        if not batch:
+            return
+        try:
+            totals = await _save_logs(batch, conf.LOG_LIMIT)
+        except Exception:
+            # Kept for the next write (within each run's bound).
+            for run in runs:
+                if run.id in batch:
+                    run.give_back_logs(*batch[run.id])
+            raise
+        for run in runs:
+            if run.id in totals:
+                # The database's count includes what its limit dropped.
+                run.saved_logs(totals[run.id])
 
     async def _poll(self) -> None:
         """The durable path: every POLL_INTERVAL the rows are re-read, because
