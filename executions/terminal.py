@@ -20,7 +20,7 @@ from rich.progress import (
 
 from . import services
 from .models import Execution
-from .runtime.supervisor import RunObserver
+from .runtime.run import RunObserver
 
 STATUS_STYLE = {
     "pending": "dim",

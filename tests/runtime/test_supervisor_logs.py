@@ -176,7 +176,7 @@ async def test_failing_child_fails_the_step_with_its_stderr_tail(caplog):
     ]
     assert lines[-1]["level"] == "error"
     assert lines[-1]["text"] == build["traceback"]
-    [record] = [r for r in caplog.records if r.name == "executions.runtime.supervisor"]
+    [record] = [r for r in caplog.records if r.name == "executions.runtime.run"]
     assert record.levelno == logging.ERROR
     assert record.getMessage() == (
         f"step build of execution {execution.id} failed:\n{build['traceback']}"
