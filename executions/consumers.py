@@ -418,14 +418,11 @@ class ExecutionConsumer(JsonConsumer):
         fields = _fields(content, force=bool, reason=str)
         await self.send_json(await _interrupt(self.execution_id, self.user, **fields))
 
-    async def execution_step(self, event: dict[str, Any]) -> None:
-        await self.forward(
-            {
-                "type": "step",
-                "execution_id": event["execution_id"],
-                "step": event["step"],
-            }
-        )
+    async def execution_progress(self, event: dict[str, Any]) -> None:
+        for step in event["steps"]:
+            await self.forward(
+                {"type": "step", "execution_id": event["execution_id"], "step": step}
+            )
 
     async def execution_log(self, event: dict[str, Any]) -> None:
         await self.forward(

@@ -8,11 +8,13 @@ import uuid
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission
 
 from executions import services
 from executions.models import Execution, LogLine, Source, Status
+from executions.runtime import groups
 from peace_site.asgi import application
 from tests.factories import run_here
 from tests.sockets import HOST, TIMEOUT, ping, receive, session_cookie
@@ -89,6 +91,24 @@ async def test_execution_socket_sends_the_snapshot_first(connect, user):
         "type": "snapshot",
         "execution": await db_snapshot(execution.id),
     }
+
+
+async def test_execution_socket_unpacks_a_progress_tick_into_step_events(connect, user):
+    execution = await database_sync_to_async(start)(running=True)
+    communicator, _ = await connect(f"/ws/executions/{execution.id}/", user)
+    await receive(communicator)  # the snapshot
+    steps = [{**step, "status": "running"} for step in execution.steps[:2]]
+
+    await get_channel_layer().group_send(
+        groups.watch_group(execution.id),
+        {"type": groups.PROGRESS, "execution_id": str(execution.id), "steps": steps},
+    )
+
+    events = [await receive(communicator), await receive(communicator)]
+    assert events == [
+        {"type": "step", "execution_id": str(execution.id), "step": step}
+        for step in steps
+    ]
 
 
 async def test_execution_socket_streams_a_run_in_order(connect, user):

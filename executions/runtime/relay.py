@@ -98,10 +98,14 @@ async def relay(supervisor: str) -> None:
 async def _tell(execution: Execution, new: bool, steps, status_changed, lines) -> None:
     snapshot = await database_sync_to_async(execution.snapshot)()
     group = groups.watch_group(execution.id)
-    for step in steps:
+    if steps:
         await broadcast.send(
             group,
-            {"type": groups.STEP, "execution_id": str(execution.id), "step": step},
+            {
+                "type": groups.PROGRESS,
+                "execution_id": str(execution.id),
+                "steps": steps,
+            },
         )
     for start in range(0, len(lines), groups.LOG_EVENT_LINES):
         await broadcast.send(

@@ -178,15 +178,22 @@ class Run:
         group = groups.watch_group(self.id)
         self._outbox_ready.clear()
         while self._outbox:
-            step_id = next(iter(self._outbox))
-            step = self._outbox.pop(step_id)
-            if self._published.get(step_id) != step["status"]:
+            steps, self._outbox = list(self._outbox.values()), {}
+            changed = {
+                step["id"]: step["status"]
+                for step in steps
+                if self._published.get(step["id"]) != step["status"]
+            }
+            if changed:
                 # Durable first: a step's start or end is on the row before
                 # any watcher hears of it (a reaper may read the row next).
-                self._published[step_id] = step["status"]
+                self._published.update(changed)
                 await self._save_now()
+            # One message a tick for all the steps that moved: the layer's
+            # cost is per message and per member, so fan-out stays flat.
             await broadcast.send(
-                group, {"type": groups.STEP, "execution_id": self.id, "step": step}
+                group,
+                {"type": groups.PROGRESS, "execution_id": self.id, "steps": steps},
             )
         while self._log_event_due:
             count = min(groups.LOG_EVENT_LINES, len(self._log_outbox))
