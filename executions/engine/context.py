@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from . import processes
-from .interrupt import StepInterrupted
+from .interrupt import InterruptSignal, StepInterrupted
 from .logs import LogSink, StepLog
 from .params import Params
 from .progress import ProgressTracker
@@ -22,6 +22,7 @@ class StepContext:
         progress: ProgressTracker,
         should_stop: Callable[[], bool],
         *,
+        signal: InterruptSignal,
         restricted: bool = False,
         is_async: bool = False,
         sink: LogSink | None = None,
@@ -39,6 +40,7 @@ class StepContext:
         #: whatever the project's logging configuration lets through.
         self.log = StepLog(sink, step_id)
         self._should_stop = should_stop
+        self._signal = signal
         self._is_async = is_async
         self._sink = sink
         self._forced = forced
@@ -52,7 +54,7 @@ class StepContext:
 
     def checkpoint(self) -> None:
         """Raise StepInterrupted if the step should stop here."""
-        if self._should_stop():
+        if self._signal.requested and self._should_stop():
             raise StepInterrupted(self.step_id)
 
     def run(

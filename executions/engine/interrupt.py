@@ -23,24 +23,18 @@ class InterruptSignal:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._requested = False
-        self._force = False
+        # Plain attributes, read-only outside `request()`: a step's checkpoint
+        # reads `requested` once while nothing is asked, as cheap as advance().
+        self.requested = False
+        self.force = False
         self._listeners: list[Callable[[], None]] = []
-
-    @property
-    def requested(self) -> bool:
-        return self._requested
-
-    @property
-    def force(self) -> bool:
-        return self._force
 
     def request(self, force: bool = False) -> bool:
         """Request an interrupt; return True if this changed the signal."""
         with self._lock:
-            changed = not self._requested or (force and not self._force)
-            self._requested = True
-            self._force = self._force or force
+            changed = not self.requested or (force and not self.force)
+            self.requested = True
+            self.force = self.force or force
             listeners = list(self._listeners) if changed else []
         for listener in listeners:
             listener()

@@ -193,6 +193,7 @@ class Scheduler:
             self.params,
             tracker,
             lambda: self._step_should_stop(step_id),
+            signal=self.signal,
             restricted=self.restricted,
             is_async=step.is_async,
             sink=self.logs,
