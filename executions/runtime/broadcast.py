@@ -6,10 +6,13 @@ commits, so a listener that reads the database sees what it was told.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import threading
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from asgiref.sync import SyncToAsync, async_to_sync
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from . import groups
@@ -44,8 +47,39 @@ async def _deliver(method: str, name: str, message: dict) -> None:
         quiet.recovered("layer")
 
 
+def from_sync(function, *args) -> None:
+    """Run an async send from sync code, and wait for it.
+
+    Inside an ASGI server's sync view (asgiref's `sync_to_async`), and with
+    the in-memory layer (whose queues belong to their consumers' loop), that
+    is asgiref's `async_to_sync`. Anywhere else (a management command, a
+    Celery task, a long-lived client calling the service), `async_to_sync`
+    would make a new event loop, and with it a new Redis connection, for
+    every push: those run on one loop this process keeps for them instead."""
+    outer = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if outer is not None or isinstance(get_channel_layer(), InMemoryChannelLayer):
+        async_to_sync(function)(*args)
+        return
+    asyncio.run_coroutine_threadsafe(function(*args), _push_loop()).result()
+
+
+_push = {"loop": None, "pid": None}
+_push_lock = threading.Lock()
+
+
+def _push_loop() -> asyncio.AbstractEventLoop:
+    with _push_lock:
+        if _push["pid"] != os.getpid():  # none yet, or inherited across fork
+            loop = asyncio.new_event_loop()
+            threading.Thread(
+                target=loop.run_forever, name="executions-push", daemon=True
+            ).start()
+            _push.update(loop=loop, pid=os.getpid())
+        return _push["loop"]
+
+
 def send_on_commit(group: str, message: dict) -> None:
-    transaction.on_commit(lambda: async_to_sync(send)(group, message))
+    transaction.on_commit(lambda: from_sync(send, group, message))
 
 
 def status_messages(snapshot: dict, event: str = groups.STATUS) -> list:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from asgiref.sync import async_to_sync
-
 from ..conf import conf
 from . import broadcast, groups
 from .supervisor import Supervisor
@@ -64,7 +62,8 @@ def dispatch(execution_id) -> None:
     """Start a recorded execution: here, or in a worker's queue."""
     if conf.RUNNER != "inprocess":
         # The row waits in the database queue; this only wakes a worker.
-        async_to_sync(broadcast.send_to)(
+        broadcast.from_sync(
+            broadcast.send_to,
             groups.WORKER_CHANNEL,
             {"type": groups.RUN_REQUEST, "execution_id": str(execution_id)},
         )

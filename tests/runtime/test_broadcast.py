@@ -1,0 +1,63 @@
+"""Pushes from sync code: one long-lived loop per process, not one per push."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from channels.layers import BaseChannelLayer, channel_layers
+
+from executions.runtime import broadcast
+
+seen_loops: list[int] = []
+
+
+class RecordingLayer(BaseChannelLayer):
+    """A layer shared between processes, as Redis is: it remembers the loop
+    each send ran on (a Redis layer keeps a connection per loop)."""
+
+    extensions = ["groups"]
+
+    async def group_send(self, group: str, message: dict) -> None:
+        seen_loops.append(id(asyncio.get_running_loop()))
+
+
+@pytest.fixture
+def recording_layer(settings):
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "tests.runtime.test_broadcast.RecordingLayer"}
+    }
+    channel_layers.backends.clear()
+    seen_loops.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+def push_from_a_plain_thread() -> None:
+    thread = threading.Thread(
+        target=broadcast.from_sync,
+        args=(broadcast.send, "execution.x", {"type": "execution.status"}),
+    )
+    thread.start()
+    thread.join()
+
+
+def test_sync_pushes_share_one_loop_and_its_connection(recording_layer):
+    for _ in range(3):
+        push_from_a_plain_thread()
+    broadcast.from_sync(broadcast.send, "execution.x", {"type": "execution.status"})
+
+    assert len(seen_loops) == 4
+    assert len(set(seen_loops)) == 1
+
+
+async def test_a_push_from_a_sync_view_runs_on_the_servers_loop(recording_layer):
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(broadcast.from_sync)(
+        broadcast.send, "execution.x", {"type": "execution.status"}
+    )
+
+    server_loop = id(asyncio.get_running_loop())
+    assert seen_loops == [server_loop]
