@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, models, transaction
+from django.utils import timezone
 
 from .conf import conf
 from .engine import InterruptStrategy, ParamsError, UnknownCmd, registry
@@ -391,7 +393,12 @@ def _seq(after: int | str | None) -> int:
 
 
 def _supervisor_gone(execution: Execution) -> bool:
+    """From the row as just read: no query on the interrupt's path."""
     if execution.status == Status.QUEUED and not execution.supervisor:
         return False  # waiting in a queue for a worker: nobody is late yet
-    stale = Execution.objects.stale(conf.HEARTBEAT_TIMEOUT).filter(pk=execution.pk)
-    return is_gone(execution.supervisor) or stale.exists()
+    if is_gone(execution.supervisor):
+        return True
+    cutoff = timezone.now() - timedelta(seconds=conf.HEARTBEAT_TIMEOUT)
+    if execution.status == Status.QUEUED:
+        return execution.created_at < cutoff
+    return execution.heartbeat_at is None or execution.heartbeat_at < cutoff

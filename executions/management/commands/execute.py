@@ -125,15 +125,19 @@ class Command(BaseCommand):
             return
         self.presses = 0
         self.execution: Execution | None = None
-        # Installed before the row exists: a Ctrl-C at any moment counts.
+        # Installed before the row exists, kept until the run's loop takes
+        # over: a Ctrl-C at any moment counts.
         previous = signal.signal(signal.SIGINT, self._early_signal)
         try:
-            supervisor = Supervisor(reaps=False)
-            services.reap_orphans()
-            started = self.start(cmd, supervisor=supervisor.identity, **options)
-            self.execution = execution = started.execution
+            self._handle(cmd, as_json=as_json, quiet=quiet, **options)
         finally:
             signal.signal(signal.SIGINT, previous)
+
+    def _handle(self, cmd, *, as_json, quiet, **options) -> None:
+        supervisor = Supervisor(reaps=False)
+        services.reap_orphans()
+        started = self.start(cmd, supervisor=supervisor.identity, **options)
+        self.execution = execution = started.execution
         self.stdout.write(str(execution.id))
         if not started.created:
             raise CommandError(
