@@ -30,7 +30,9 @@ def test_admin_action_interrupts_a_run_watched_in_another_window(
     page.select_option('select[name="action"]', "interrupt_selected")
     page.click('button[name="index"]')
 
-    expect(page.locator(".messagelist")).to_contain_text("Interrupted 1 execution")
+    expect(page.locator(".messagelist")).to_contain_text(
+        "Interrupt requested for 1 execution."
+    )
     expect(watching.locator(STATUS)).to_have_text("interrupted", timeout=LIVE)
     processed, not_processed = outcome_lists(watching)
     assert "step-6" in not_processed
