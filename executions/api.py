@@ -157,6 +157,19 @@ def execution(request: HttpRequest, execution_id: str) -> HttpResponse:
     )
 
 
+@api_view("GET")
+def logs(request: HttpRequest, execution_id: str) -> HttpResponse:
+    """A page of an execution's log: `?after=` a seq (0: from the start),
+    `?step=` one step's lines only; `next` is the `after` of the next page."""
+    page = services.read_log(
+        execution_id,
+        user=request.user,
+        step=request.GET.get("step") or None,
+        after=request.GET.get("after"),
+    )
+    return JsonResponse(page.as_json())
+
+
 @api_view("POST")
 def interrupt(request: HttpRequest, execution_id: str) -> HttpResponse:
     """Ask an execution to stop; 202 because it stops at its next safe point."""

@@ -1,11 +1,14 @@
-"""The built-in commands: `demo.steps`, `demo.deploy` and `files.sync`."""
+"""The built-in commands: `demo.steps`, `demo.deploy`, `demo.logs` and
+`files.sync`."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import shutil
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -125,6 +128,49 @@ def demo_deploy(
 ) -> None:
     """Download, then the bucket beside the policy, role and profile, then
     upload: parallel branches with byte and step progress."""
+
+
+# -- demo.logs ---------------------------------------------------------------------
+
+demo_logger = logging.getLogger("demo.logs")
+
+
+@command("demo.logs", title="Demo: a build that logs")
+def demo_logs(
+    lines: Annotated[int, Between(0, 1_000_000), "lines the first step prints"] = 20,
+    seconds: Annotated[float, Between(0, 3600), "seconds the build's child runs"] = 2,
+    fail: Annotated[
+        Literal["child", "step"] | None,
+        "make the build's child exit non-zero, or the last step raise",
+    ] = None,
+) -> None:
+    """Prints, logs and runs a child process (`sleep`): use it to watch step
+    logs, and to see a forced interrupt stop a subprocess."""
+
+
+@demo_logs.step(title="Prepare (prints its lines)")
+def prepare(ctx: StepContext) -> None:
+    for number in range(1, ctx.params.lines + 1):
+        print(f"preparing {number} of {ctx.params.lines}")
+    print("prepare writes to stderr too", file=sys.stderr)
+    demo_logger.warning("a logging record from prepare")
+
+
+@demo_logs.step(title="Build (a child process)", after=[prepare])
+async def build(ctx: StepContext) -> None:
+    # `exec`: the pid the child prints is that of `sleep` itself.
+    script = 'echo "child $$ running"; exec sleep "$1"'
+    if ctx.params.fail == "child":
+        script = 'echo "child $$ running"; echo "the build broke" >&2; exit 3'
+    await ctx.run(["sh", "-c", script, "sh", str(ctx.params.seconds)])
+    ctx.log.info("the child finished")
+
+
+@demo_logs.step(title="Report", after=[build])
+def report(ctx: StepContext) -> None:
+    if ctx.params.fail == "step":
+        raise RuntimeError("the report failed as asked (fail=step)")
+    ctx.log.info("all done")
 
 
 # -- files.sync --------------------------------------------------------------------

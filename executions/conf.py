@@ -92,6 +92,18 @@ class AppSettings:
         "with a channel layer that is not shared between processes, how often "
         "the server relays database changes of runs it does not supervise",
     )
+    LOG_LIMIT = Setting(
+        10_000,
+        int,
+        "log lines kept per execution; beyond it the oldest are dropped (and counted)",
+    )
+    LOG_RATE = Setting(
+        1000.0,
+        float,
+        "log lines a second a run may send, sustained; more are dropped at the "
+        "source (and counted)",
+    )
+    LOG_BURST = Setting(2000, int, "log lines a run may send at once, above the rate")
     FILES_ROOTS = Setting(
         [],
         _paths,

@@ -398,8 +398,8 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
 
 
 class ExecutionConsumer(JsonConsumer):
-    """`/ws/executions/<id>/`: one execution's snapshot, then its step, status
-    and finished events; the client may interrupt it."""
+    """`/ws/executions/<id>/`: one execution's snapshot, then its step, log,
+    status and finished events; the client may interrupt it."""
 
     client_messages = {**JsonConsumer.client_messages, "interrupt": "client_interrupt"}
     execution_id: str | None = None
@@ -418,12 +418,19 @@ class ExecutionConsumer(JsonConsumer):
         fields = _fields(content, force=bool, reason=str)
         await self.send_json(await _interrupt(self.execution_id, self.user, **fields))
 
-    async def execution_step(self, event: dict[str, Any]) -> None:
+    async def execution_progress(self, event: dict[str, Any]) -> None:
+        for step in event["steps"]:
+            await self.forward(
+                {"type": "step", "execution_id": event["execution_id"], "step": step}
+            )
+
+    async def execution_log(self, event: dict[str, Any]) -> None:
         await self.forward(
             {
-                "type": "step",
+                "type": "log",
                 "execution_id": event["execution_id"],
-                "step": event["step"],
+                "lines": event["lines"],
+                "dropped": event["dropped"],
             }
         )
 

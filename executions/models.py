@@ -140,6 +140,9 @@ class Execution(models.Model):
     interrupt_reason = models.TextField(blank=True)
     #: When the execution process's signal was set (the acknowledgement).
     interrupt_delivered_at = models.DateTimeField(null=True, blank=True)
+    #: Log lines not kept: over the rate at the source, or the oldest beyond
+    #: `EXECUTIONS_LOG_LIMIT`.
+    log_dropped = models.PositiveBigIntegerField(default=0)
 
     objects = ExecutionQuerySet.as_manager()
 
@@ -445,6 +448,57 @@ class InterruptRequest(models.Model):
             "source": self.source,
             "force": self.force,
             "reason": self.reason,
+        }
+
+
+class LogLineQuerySet(models.QuerySet):
+    def page(self, *, step: str | None = None, after: int = 0, size: int):
+        """Up to `size` lines after seq `after`, of one step if given."""
+        lines = self.filter(seq__gt=after)
+        if step is not None:
+            lines = lines.filter(step=step)
+        return lines.order_by("seq")[:size]
+
+
+class LogLine(models.Model):
+    """One line of an execution's log: a logging record, a line a step
+    printed, a line of a subprocess's output, a traceback. Written by the
+    execution's supervisor only, at most `EXECUTIONS_LOG_LIMIT` per execution."""
+
+    execution = models.ForeignKey(
+        Execution, on_delete=models.CASCADE, related_name="log_lines"
+    )
+    #: Its place in the execution's log, from 1; the API's `after` and `next`.
+    seq = models.PositiveBigIntegerField()
+    #: The step it belongs to; empty for the run-level log.
+    step = models.CharField(max_length=200, blank=True)
+    at = models.DateTimeField()
+    level = models.CharField(max_length=10)
+    text = models.TextField()
+
+    objects = LogLineQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["execution", "seq"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["execution", "seq"], name="one_log_line_per_seq"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["execution", "step", "seq"], name="log_line_step_seq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.execution_id} #{self.seq}"
+
+    def snapshot(self) -> dict:
+        return {
+            "seq": self.seq,
+            "step": self.step or None,
+            "at": _iso(self.at),
+            "level": self.level,
+            "text": self.text,
         }
 
 

@@ -20,7 +20,7 @@ from .conf import conf
 from .engine import InterruptStrategy, ParamsError, UnknownCmd, registry
 from .engine.progress import StepState
 from .errors import Forbidden, NotResumable, NotRunning, UnknownExecution
-from .models import Execution, Source, Status
+from .models import Execution, LogLine, Source, Status
 from .runtime import broadcast, groups, interrupts, reaper
 from .runtime.dispatch import dispatch as hand_over
 from .runtime.dispatch import supervisor_identity
@@ -34,17 +34,21 @@ __all__ = [
     "NotRunning",
     "ParamsError",
     "PermissionDenied",
+    "LogPage",
     "StartResult",
     "UnknownCmd",
     "UnknownExecution",
     "get_execution",
     "list_executions",
+    "read_log",
     "request_interrupt",
     "resume_execution",
     "start_execution",
 ]
 
 RESUMABLE = (Status.INTERRUPTED, Status.FAILED, Status.LOST)
+#: Log lines in one page of `read_log`, at most.
+LOG_PAGE = 1000
 MAX_REASON = 2000
 #: The longest strategy text: `poll-next-n:` and nine digits fit.
 MAX_STRATEGY = 21
@@ -83,7 +87,7 @@ class Interruption(models.TextChoices):
     )
     FORCED = "forced", "Forced interrupt requested: steps in flight are cancelled now."
     ESCALATED = "escalated", "Force requested: steps in flight are being cancelled."
-    ALREADY = "already", "An interrupt was already requested; it stands."
+    ALREADY = "already", "An interrupt was already requested."
     ENDED = (
         "ended",
         "Nobody was running it any more (its supervisor is gone): ended now.",
@@ -247,7 +251,9 @@ def _seconds(name: str, value: Any, default: float | None) -> float | None:
         raise ParamsError({name: "must be a number of seconds"})
     try:
         seconds = float(value)
-    except (TypeError, ValueError, OverflowError):
+    except OverflowError:  # an integer too large for a float: out of range
+        seconds = float("inf")
+    except (TypeError, ValueError):
         raise ParamsError({name: "must be a number of seconds"}) from None
     if not 0 < seconds <= MAX_SECONDS:
         raise ParamsError(
@@ -324,6 +330,64 @@ def request_interrupt(
     if force and result == Interruption.REQUESTED:
         return InterruptResult(execution, Interruption.FORCED)
     return InterruptResult(execution, Interruption(result))
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """A page of an execution's log: its lines, the seq to continue after,
+    and how many lines of the execution were not kept."""
+
+    lines: list[dict[str, Any]]
+    next: int
+    dropped: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"lines": self.lines, "next": self.next, "dropped": self.dropped}
+
+
+def read_log(
+    execution_id: Any,
+    *,
+    user=None,
+    step: str | None = None,
+    after: int | str | None = 0,
+    size: int = LOG_PAGE,
+) -> LogPage:
+    """Up to `size` log lines after seq `after` (a number, or its digits as
+    a query string gives them), of one step if given (it must be one of the
+    execution's). The execution is looked up first: an unknown one or a
+    forbidden user is answered so whatever else the request says."""
+    execution = get_execution(execution_id, user=user)
+    after = _seq(after)
+    if step is not None and step not in {s["id"] for s in execution.steps}:
+        raise ParamsError({"step": f"execution {execution.id} has no step {step!r}"})
+    lines = [
+        line.snapshot()
+        for line in LogLine.objects.filter(execution=execution).page(
+            step=step, after=after, size=size
+        )
+    ]
+    return LogPage(
+        lines,
+        next=lines[-1]["seq"] if lines else after,
+        dropped=execution.log_dropped,
+    )
+
+
+def _seq(after: int | str | None) -> int:
+    if after is None or after == "":
+        return 0
+    if isinstance(after, int) and not isinstance(after, bool) and after >= 0:
+        return after
+    # The length first: int() refuses over 4300 digits; a seq fits in 19.
+    if (
+        isinstance(after, str)
+        and len(after) <= 19
+        and after.isascii()
+        and after.isdigit()
+    ):
+        return int(after)
+    raise ParamsError({"after": "must be a log line's seq: a whole number, 0 or more"})
 
 
 def _supervisor_gone(execution: Execution) -> bool:

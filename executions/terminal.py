@@ -1,4 +1,5 @@
-"""The terminal's view of a run: a live bar per step, and the final report."""
+"""The terminal's view of a run: a live bar per step, the steps' log lines
+above the bars, and the final report."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from rich.text import Text
 
 from . import display, services
 from .models import Execution
-from .runtime.supervisor import RunObserver
+from .runtime.run import RunObserver
 
 # What Ctrl-C does, each short enough for one line of an 80-column terminal:
 # a wrapped line above live bars leaves a stale copy of a bar behind.
@@ -48,6 +49,15 @@ STATUS_STYLE = {
     "skipped": "dim",
     "lost": "red",
 }
+LEVEL_STYLE = {
+    "debug": "dim",
+    "warning": "yellow",
+    "error": "red",
+    "critical": "bold red",
+    "stderr": "yellow",
+}
+#: What `--quiet` still shows: a failure's traceback among them.
+QUIET_LEVELS = frozenset({"error", "critical"})
 
 
 class _Amount(TextColumn):
@@ -106,10 +116,15 @@ def interrupt_notice(*, force: bool, ignored: bool, ended: bool) -> str:
 
 class TerminalBars(RunObserver):
     """Rich progress bars on a terminal; one line per step change elsewhere
-    (a pipe or a log file gets a readable record, not escape codes)."""
+    (a pipe or a log file gets a readable record, not escape codes). The
+    steps' log lines go above the bars (`quiet`: only errors).
 
-    def __init__(self, stream: TextIO) -> None:
+    `stream` is the real output, taken before the run replaces `sys.stdout`
+    with its log capture: the bars are never part of the log."""
+
+    def __init__(self, stream: TextIO, *, quiet: bool = False) -> None:
         self.console = Console(file=stream, highlight=False)
+        self.quiet = quiet
         self.live = self.console.is_terminal
         self.progress = Progress(
             TextColumn("{task.fields[status_text]}", justify="left"),
@@ -188,6 +203,20 @@ class TerminalBars(RunObserver):
         pending = not force and force_after
         deadline = time.monotonic() + force_after if pending else None
         self.progress.update(self.overall, force_at=deadline)
+
+    def log(self, lines: list[dict]) -> None:
+        for line in lines:
+            if self.quiet and line["level"] not in QUIET_LEVELS:
+                continue
+            where = line["step"] or "run"
+            self.console.print(
+                f"{where} │ {line['text']}",
+                style=LEVEL_STYLE.get(line["level"]),
+                markup=False,
+                # A wrapped line above live bars must be wrapped by rich,
+                # which then counts it; a pipe keeps each line whole.
+                soft_wrap=not self.live,
+            )
 
     def finished(self, execution: Execution) -> None:
         self.ended = True

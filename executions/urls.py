@@ -28,6 +28,11 @@ urlpatterns = [
     path("api/executions/", api.executions, name="api-list"),
     path("api/executions/<str:execution_id>/", api.execution, name="api-detail"),
     path(
+        "api/executions/<str:execution_id>/logs/",
+        api.logs,
+        name="api-logs",
+    ),
+    path(
         "api/executions/<str:execution_id>/interrupt/",
         api.interrupt,
         name="api-interrupt",

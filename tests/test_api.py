@@ -12,11 +12,13 @@ from django.test import Client
 
 from executions import services
 from executions.engine import registry
-from executions.models import Execution, Source, Status
+from executions.models import Execution, LogLine, Source, Status
+from executions.services import LOG_PAGE
 
 LIST = "/api/executions/"
 DETAIL = "/api/executions/{}/"
 INTERRUPT = "/api/executions/{}/interrupt/"
+LOGS = "/api/executions/{}/logs/"
 FAST = {"count": 1, "seconds": 0, "ticks": 1}
 
 
@@ -110,7 +112,10 @@ def test_create_unknown_cmd_is_400(client, login):
     assert not Execution.objects.exists()
 
 
-UNKNOWN_FIELD = "unknown field; expected one of: cmd, params, profile, strategy"
+UNKNOWN_FIELD = (
+    "unknown field; expected one of: "
+    "cmd, params, profile, strategy, timeout, force_after"
+)
 STRATEGY_ERROR = (
     "Unknown interrupt strategy 'sometimes': use finish-current, "
     "poll-next-n:N (N a whole number) or ignore."
@@ -196,6 +201,7 @@ def test_create_body_over_the_limit_is_413(client, login, settings):
         ("POST", LIST, ["view", "interrupt"], "add"),
         ("GET", LIST, ["add", "interrupt"], "view"),
         ("GET", DETAIL, ["add", "interrupt"], "view"),
+        ("GET", LOGS, ["add", "interrupt"], "view"),
         ("POST", INTERRUPT, ["view", "add"], "interrupt"),
     ],
 )
@@ -217,7 +223,13 @@ def test_api_without_permission_is_403(client, login, method, url, allowed, acti
 
 @pytest.mark.parametrize(
     ("method", "url"),
-    [("POST", LIST), ("GET", LIST), ("GET", DETAIL), ("POST", INTERRUPT)],
+    [
+        ("POST", LIST),
+        ("GET", LIST),
+        ("GET", DETAIL),
+        ("GET", LOGS),
+        ("POST", INTERRUPT),
+    ],
 )
 @pytest.mark.django_db
 def test_api_without_login_is_403_not_a_redirect(client, method, url):
@@ -238,6 +250,7 @@ def test_api_without_login_is_403_not_a_redirect(client, method, url):
         ("DELETE", DETAIL, "GET"),
         ("POST", DETAIL, "GET"),
         ("GET", INTERRUPT, "POST"),
+        ("POST", LOGS, "GET"),
     ],
 )
 @pytest.mark.django_db
@@ -256,14 +269,14 @@ def test_api_wrong_method_is_405_with_allow(client, login, method, url, allow):
     assert unchanged(execution)
 
 
-@pytest.mark.parametrize("url", [DETAIL, INTERRUPT])
+@pytest.mark.parametrize("url", [DETAIL, LOGS, INTERRUPT])
 @pytest.mark.parametrize("execution_id", [str(uuid.uuid4()), "not-a-uuid"])
 @pytest.mark.django_db
 def test_api_unknown_or_malformed_id_is_404(client, login, url, execution_id):
     login("view", "interrupt")
 
     response = call(
-        client, "GET" if url == DETAIL else "POST", url.format(execution_id)
+        client, "POST" if url == INTERRUPT else "GET", url.format(execution_id)
     )
 
     assert response.status_code == 404
@@ -509,3 +522,168 @@ def test_unknown_api_url_is_json_404(client, path):
         "error": "not_found",
         "message": f"No API endpoint at {path}.",
     }
+
+
+# -- GET /api/executions/<id>/logs/ ------------------------------------------------
+
+
+def logged(execution: Execution, *steps: str | None, dropped: int = 0) -> None:
+    """One log line per entry of `steps` (None: the run-level log), as a
+    supervisor stores them."""
+    LogLine.objects.bulk_create(
+        LogLine(
+            execution=execution,
+            seq=seq,
+            step=step or "",
+            at=execution.created_at,
+            level="stdout",
+            text=f"line {seq}",
+        )
+        for seq, step in enumerate(steps, start=1)
+    )
+    Execution.objects.filter(pk=execution.pk).update(log_dropped=dropped)
+
+
+@pytest.mark.django_db
+def test_logs_returns_the_lines_in_order_with_next_and_dropped(client, login):
+    login("view")
+    execution = record(Status.RUNNING)
+    logged(execution, "step-1", None, dropped=7)
+
+    response = call(client, "GET", LOGS.format(execution.id))
+
+    assert response.status_code == 200
+    at = execution.created_at.isoformat(timespec="milliseconds")
+    assert response.json() == {
+        "lines": [
+            {
+                "seq": 1,
+                "step": "step-1",
+                "at": at.replace("+00:00", "Z"),
+                "level": "stdout",
+                "text": "line 1",
+            },
+            {
+                "seq": 2,
+                "step": None,
+                "at": at.replace("+00:00", "Z"),
+                "level": "stdout",
+                "text": "line 2",
+            },
+        ],
+        "next": 2,
+        "dropped": 7,
+    }
+
+
+@pytest.mark.django_db
+def test_logs_after_and_step_select_the_lines(client, login):
+    login("view")
+    execution = record(Status.RUNNING)
+    logged(execution, "step-1", None, "step-1", "step-1")
+
+    after = call(client, "GET", LOGS.format(execution.id) + "?after=2").json()
+    step = call(client, "GET", LOGS.format(execution.id) + "?step=step-1&after=1")
+    done = call(client, "GET", LOGS.format(execution.id) + "?after=4").json()
+
+    assert [line["seq"] for line in after["lines"]] == [3, 4]
+    assert [line["seq"] for line in step.json()["lines"]] == [3, 4]
+    assert done == {"lines": [], "next": 4, "dropped": 0}
+
+
+@pytest.mark.django_db
+def test_logs_pages_are_bounded_and_next_continues(client, login):
+    login("view")
+    execution = record(Status.RUNNING)
+    logged(execution, *["step-1"] * (LOG_PAGE + 5))
+
+    first = call(client, "GET", LOGS.format(execution.id)).json()
+    second = call(client, "GET", LOGS.format(execution.id) + f"?after={first['next']}")
+
+    assert len(first["lines"]) == LOG_PAGE
+    assert first["next"] == LOG_PAGE
+    assert [line["seq"] for line in second.json()["lines"]] == list(
+        range(LOG_PAGE + 1, LOG_PAGE + 6)
+    )
+
+
+@pytest.mark.parametrize("after", ["-1", "1.5", "x", "١", "9" * 20, "9" * 5000])
+@pytest.mark.django_db
+def test_logs_bad_after_is_400(client, login, after):
+    login("view")
+    execution = record(Status.RUNNING)
+
+    response = client.get(LOGS.format(execution.id), {"after": after})
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_params",
+        "message": "after: must be a log line's seq: a whole number, 0 or more",
+        "fields": {"after": "must be a log line's seq: a whole number, 0 or more"},
+    }
+
+
+@pytest.mark.django_db
+def test_logs_unknown_step_is_400(client, login):
+    login("view")
+    execution = record(Status.RUNNING)
+
+    response = call(client, "GET", LOGS.format(execution.id) + "?step=step-9")
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "step": f"execution {execution.id} has no step 'step-9'"
+    }
+
+
+@pytest.mark.django_db
+def test_logs_of_an_unknown_id_is_404_whatever_after_says(client, login):
+    login("view")
+
+    response = call(client, "GET", LOGS.format(uuid.uuid4()) + "?after=x")
+
+    assert response.status_code == 404
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("timeout", 0, "must be more than 0 and at most 31536000 seconds"),
+        ("timeout", -1, "must be more than 0 and at most 31536000 seconds"),
+        ("timeout", 10**400, "must be more than 0 and at most 31536000 seconds"),
+        ("timeout", 1e300, "must be more than 0 and at most 31536000 seconds"),
+        ("timeout", "10", "must be a number of seconds"),
+        ("timeout", True, "must be a number of seconds"),
+        ("force_after", 0, "must be more than 0 and at most 31536000 seconds"),
+        ("force_after", "soon", "must be a number of seconds"),
+        ("force_after", [1], "must be a number of seconds"),
+    ],
+)
+def test_create_refuses_bad_timeouts_with_400_changing_nothing(
+    client, login, field, value, message
+):
+    login("view", "add")
+
+    response = call(
+        client, "POST", "/api/executions/", {"cmd": "demo.steps", field: value}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {field: message}
+    assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_create_keeps_timeout_and_force_after(client, login):
+    login("view", "add")
+
+    response = call(
+        client,
+        "POST",
+        "/api/executions/",
+        {"cmd": "demo.steps", "params": FAST, "timeout": 90, "force_after": 2.5},
+    )
+
+    assert response.status_code == 201
+    assert (response.json()["timeout"], response.json()["force_after"]) == (90, 2.5)

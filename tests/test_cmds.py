@@ -22,7 +22,7 @@ from executions.engine import (
     registry,
 )
 from executions.models import Execution, Source, Status
-from executions.runtime.supervisor import RunObserver
+from executions.runtime.run import RunObserver
 from tests.factories import run_here
 
 from .engine.steps import HANG, Events

@@ -8,11 +8,13 @@ import uuid
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission
 
 from executions import services
-from executions.models import Execution, Source, Status
+from executions.models import Execution, LogLine, Source, Status
+from executions.runtime import groups
 from peace_site.asgi import application
 from tests.factories import run_here
 from tests.sockets import HOST, TIMEOUT, ping, receive, session_cookie
@@ -91,6 +93,24 @@ async def test_execution_socket_sends_the_snapshot_first(connect, user):
     }
 
 
+async def test_execution_socket_unpacks_a_progress_tick_into_step_events(connect, user):
+    execution = await database_sync_to_async(start)(running=True)
+    communicator, _ = await connect(f"/ws/executions/{execution.id}/", user)
+    await receive(communicator)  # the snapshot
+    steps = [{**step, "status": "running"} for step in execution.steps[:2]]
+
+    await get_channel_layer().group_send(
+        groups.watch_group(execution.id),
+        {"type": groups.PROGRESS, "execution_id": str(execution.id), "steps": steps},
+    )
+
+    events = [await receive(communicator), await receive(communicator)]
+    assert events == [
+        {"type": "step", "execution_id": str(execution.id), "step": step}
+        for step in steps
+    ]
+
+
 async def test_execution_socket_streams_a_run_in_order(connect, user):
     execution = await database_sync_to_async(start)()
     communicator, _ = await connect(f"/ws/executions/{execution.id}/", user)
@@ -111,6 +131,33 @@ async def test_execution_socket_streams_a_run_in_order(connect, user):
     assert messages[-1]["execution"] == await db_snapshot(execution.id)
     assert messages[-1]["execution"]["status"] == "succeeded"
     assert await communicator.receive_nothing()
+
+
+async def test_execution_socket_forwards_the_runs_log_lines(connect, user):
+    execution = await database_sync_to_async(services.start_execution)(
+        "demo.logs", {"lines": 2, "seconds": 0}, source=Source.CLI, dispatch=False
+    )
+    execution_id = execution.execution.id
+    communicator, _ = await connect(f"/ws/executions/{execution_id}/", user)
+    await receive(communicator)
+
+    await asyncio.wait_for(run_here(execution_id), TIMEOUT)
+    messages = await receive_until(communicator, "finished")
+
+    logs = [message for message in messages if message["type"] == "log"]
+    assert {message["execution_id"] for message in logs} == {str(execution_id)}
+    assert {message["dropped"] for message in logs} == {0}
+    lines = [line for message in logs for line in message["lines"]]
+    assert lines == await stored_log(execution_id)
+    assert [line["text"] for line in lines[:2]] == [
+        "preparing 1 of 2",
+        "preparing 2 of 2",
+    ]
+
+
+@database_sync_to_async
+def stored_log(execution_id) -> list[dict]:
+    return [line.snapshot() for line in LogLine.objects.filter(execution=execution_id)]
 
 
 async def test_execution_socket_interrupt_stops_the_run(connect, user):

@@ -706,8 +706,7 @@ def already_answer(door: str, target: Execution):
         ),
         "cli": (
             0,
-            f"{target.pk}: interrupting. "
-            "An interrupt was already requested; it stands.",
+            f"{target.pk}: interrupting. An interrupt was already requested.",
         ),
     }[door]
 

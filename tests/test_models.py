@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from executions import services
 from executions.engine import StepState, StepStatus
-from executions.models import Execution, Source, Status
+from executions.models import Execution, LogLine, Source, Status
 
 pytestmark = pytest.mark.django_db
 
@@ -380,3 +380,43 @@ def test_profile_none_never_blocks():
 
     assert [result.created for result in results] == [True, True]
     assert [result.execution.profile for result in results] == [None, None]
+
+
+# -- LogLine ---------------------------------------------------------------------
+
+
+def log_lines(execution: Execution, *steps: str) -> None:
+    for seq, step in enumerate(steps, start=1):
+        LogLine.objects.create(
+            execution=execution,
+            seq=seq,
+            step=step,
+            at=execution.created_at,
+            level="info",
+            text=f"line {seq}",
+        )
+
+
+def test_log_line_snapshot_gives_the_run_level_log_as_null_step():
+    execution = make_execution()
+    log_lines(execution, "")
+
+    assert LogLine.objects.get().snapshot()["step"] is None
+
+
+def test_log_line_page_is_after_seq_of_one_step_bounded():
+    execution = make_execution()
+    log_lines(execution, "a", "b", "a", "a", "a")
+
+    page = LogLine.objects.filter(execution=execution).page(step="a", after=1, size=2)
+
+    assert [line.seq for line in page] == [3, 4]
+
+
+def test_log_lines_go_with_their_execution():
+    execution = make_execution()
+    log_lines(execution, "a")
+
+    execution.delete()
+
+    assert not LogLine.objects.exists()

@@ -20,7 +20,7 @@ from tests.sockets import TIMEOUT, receive, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-EVENTS = [groups.STEP, groups.STATUS, groups.FINISHED]
+EVENTS = [groups.PROGRESS, groups.STATUS, groups.FINISHED]
 QUICK = {"count": 3, "seconds": 0.03, "ticks": 3}
 
 
@@ -29,7 +29,7 @@ def lossy_layer(settings):
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "tests.faults.LossyLayer",
-            "CONFIG": {"drop": [*EVENTS, groups.LIST_CHANGED]},
+            "CONFIG": {"drop": [*EVENTS, groups.LOG, groups.LIST_CHANGED]},
         }
     }
     settings.EXECUTIONS_POLL_INTERVAL = 0.05

@@ -9,8 +9,8 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from executions import broadcast, groups
 from executions.models import Status
+from executions.runtime import broadcast, groups
 from executions.sessions import user_group
 from peace_site.asgi import application
 from tests.factories import execution

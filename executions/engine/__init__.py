@@ -12,12 +12,14 @@ from .decorators import command
 from .interrupt import InterruptSignal, InterruptStrategy, StepInterrupted
 from .outcome import Outcome, OutcomeKind
 from .params import Between, Ge, Le, Param, Params, ParamsError
+from .processes import CommandFailed
 from .progress import ProgressTracker, StepState, StepStatus
 from .scheduler import Scheduler, run_steps
 
 __all__ = [
     "Between",
     "Cmd",
+    "CommandFailed",
     "Ge",
     "GraphError",
     "InterruptSignal",

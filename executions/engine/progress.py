@@ -76,6 +76,8 @@ class StepState:
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None
+    #: The failure's full traceback (the step's own frames), if it raised.
+    traceback: str | None = None
     #: What the step returned (JSON), once it has succeeded. Not in
     #: `to_dict()`: progress goes out many times a second, a result once.
     result: Any = field(default=None, repr=False)
@@ -93,6 +95,7 @@ class StepState:
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "error": self.error,
+            "traceback": self.traceback,
         }
 
 

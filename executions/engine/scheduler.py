@@ -26,6 +26,7 @@ import json
 import logging
 import threading
 import time
+import traceback
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 from .cmd import Step, check_graph
 from .context import StepContext
 from .interrupt import InterruptSignal, InterruptStrategy, StepInterrupted
+from .logs import BURST, RATE, LogListener, LogSink, Route, capturing, enter
 from .outcome import Outcome, OutcomeKind
 from .params import Params
 from .progress import ACTIVE_STEP_STATUSES, ProgressTracker, StepState, StepStatus
@@ -67,6 +69,10 @@ class Scheduler:
         skip: Sequence[str] = (),
         results: Mapping[str, Any] | None = None,
         restricted: bool = False,
+        on_log: LogListener | None = None,
+        log_rate: float = RATE,
+        log_burst: int = BURST,
+        log_fallback: bool = False,
     ) -> None:
         check_graph(steps)
         if concurrency < 1:
@@ -104,6 +110,13 @@ class Scheduler:
         self._granted: set[str] = set()
         # Dispatches still allowed once the signal is seen (poll-next-n).
         self._grace = self.strategy.grace
+        #: Log lines go to `on_log` in one batch per progress interval, with
+        #: how many were dropped over the rate; None: the run keeps no log.
+        self.on_log = on_log
+        self.log_fallback = log_fallback
+        self.logs = (
+            LogSink(rate=log_rate, burst=log_burst) if on_log is not None else None
+        )
 
     # -- interrupt semantics -------------------------------------------------
 
@@ -138,9 +151,21 @@ class Scheduler:
         state.last_change = now
         return True
 
+    def _flush_logs(self) -> None:
+        if self.logs is None:
+            return
+        lines, dropped = self.logs.drain()
+        if not lines and not dropped:
+            return
+        try:
+            self.on_log(lines, dropped)
+        except Exception:
+            logger.exception("log listener failed")
+
     async def _sample_loop(self) -> None:
         while True:
             await asyncio.sleep(self.progress_interval)
+            self._flush_logs()
             now = time.monotonic()
             for step_id, state in self.states.items():
                 if state.status not in ACTIVE_STEP_STATUSES:
@@ -169,15 +194,19 @@ class Scheduler:
             tracker,
             lambda: self._step_should_stop(step_id),
             restricted=self.restricted,
+            is_async=step.is_async,
+            sink=self.logs,
+            forced=lambda: self.signal.force,
         )
+        route = Route(self.logs, step_id) if self.logs is not None else None
         inputs = {name: self.results.get(name) for name in step.inputs}
         state.status = StepStatus.RUNNING
         state.started_at = time.time()
         self._sample(step_id, time.monotonic())
         self._emit(state)
         if step.is_async:
-            return asyncio.ensure_future(_run_async(step, ctx, inputs))
-        return _run_in_thread(step, ctx, inputs)
+            return asyncio.ensure_future(_run_async(step, ctx, inputs, route))
+        return _run_in_thread(step, ctx, inputs, route)
 
     def _finish(
         self,
@@ -185,16 +214,24 @@ class Scheduler:
         status: StepStatus,
         error: str | None = None,
         result: Any = None,
+        trace: str | None = None,
     ) -> None:
         state = self.states[step_id]
         if step_id in self._trackers:
             self._sample(step_id, time.monotonic())
+        if self.logs is not None:
+            self.logs.end(step_id)
+            if trace:
+                self.logs.write(step_id, "error", trace, always=True)
+            # A step's lines go out before the event that says it ended.
+            self._flush_logs()
         if status is StepStatus.SUCCEEDED:
             if step_id not in self._skip:
                 self.results[step_id] = result
             state.result = self.results.get(step_id)
         state.status = status
         state.error = error
+        state.traceback = trace
         state.finished_at = time.time()
         self._emit(state)
 
@@ -208,12 +245,20 @@ class Scheduler:
                 loop.call_soon_threadsafe(wake.set)
 
         self.signal.add_listener(on_signal)
-        sampler = asyncio.ensure_future(self._sample_loop())
-        try:
-            await self._drive(wake)
-        finally:
-            self.signal.remove_listener(on_signal)
-            sampler.cancel()
+        with contextlib.ExitStack() as stack:
+            if self.logs is not None:
+                # Entered here, so the sampler task and every step's task
+                # start inside the run's route.
+                stack.enter_context(capturing(self.logs, fallback=self.log_fallback))
+            sampler = asyncio.ensure_future(self._sample_loop())
+            try:
+                await self._drive(wake)
+            finally:
+                self.signal.remove_listener(on_signal)
+                sampler.cancel()
+                if self.logs is not None:
+                    self.logs.end(None)
+                self._flush_logs()
         return self._outcome()
 
     async def _drive(self, wake: asyncio.Event) -> None:
@@ -283,7 +328,7 @@ class Scheduler:
                 if step_id is None:
                     continue
                 status, error, result = _result(future)
-                self._finish(step_id, status, error, result)
+                self._finish(step_id, status, error, result, _traceback(future))
                 if status is StepStatus.SUCCEEDED:
                     complete(step_id)
                 elif status is StepStatus.FAILED and not failed:
@@ -300,9 +345,13 @@ class Scheduler:
             if future.done() and not future.cancelled():
                 status, error, result = _result(future)
                 if status is not StepStatus.INTERRUPTED:
-                    self._finish(step_id, status, error, result)
+                    self._finish(step_id, status, error, result, _traceback(future))
                     continue
             abandoned = not isinstance(future, asyncio.Task)
+            if abandoned:
+                # Whatever its thread raises later is nobody's to retrieve:
+                # an exception left on the future would be logged at GC.
+                future.cancel()
             self._finish(
                 step_id, StepStatus.INTERRUPTED, ABANDONED if abandoned else CANCELLED
             )
@@ -372,6 +421,22 @@ def _result(future: asyncio.Future) -> tuple[StepStatus, str | None, Any]:
     return StepStatus.FAILED, f"{type(error).__name__}: {error}", None
 
 
+def _traceback(future: asyncio.Future) -> str | None:
+    """A failed step's traceback, from the step's own code on (the engine's
+    frames above it say nothing to the reader)."""
+    if future.cancelled():
+        return None
+    error = future.exception()
+    if error is None or isinstance(
+        error, StepInterrupted | StepMisuse | asyncio.CancelledError
+    ):
+        return None
+    frames = error.__traceback__
+    while frames is not None and frames.tb_frame.f_code.co_filename == __file__:
+        frames = frames.tb_next
+    return "".join(traceback.format_exception(type(error), error, frames)).rstrip()
+
+
 def _as_json(step: Step, value: Any) -> Any:
     """The result as it will be stored and read back on resume, so a
     dependent sees the same value in a fresh run and in a resumed one."""
@@ -383,9 +448,13 @@ def _as_json(step: Step, value: Any) -> Any:
         ) from None
 
 
-async def _run_async(step: Step, ctx: StepContext, inputs: dict[str, Any]) -> Any:
+async def _run_async(
+    step: Step, ctx: StepContext, inputs: dict[str, Any], route: Route | None
+) -> Any:
     # Called inside the task, so that even a call that raises at once (wrong
-    # arguments) fails this step rather than the run.
+    # arguments) fails this step rather than the run; and the route set here
+    # is this task's alone.
+    enter(route)
     return _as_json(step, await step.func(ctx, **inputs))
 
 
@@ -404,7 +473,7 @@ def _call_sync(step: Step, ctx: StepContext, inputs: dict[str, Any]) -> Any:
 
 
 def _run_in_thread(
-    step: Step, ctx: StepContext, inputs: dict[str, Any]
+    step: Step, ctx: StepContext, inputs: dict[str, Any], route: Route | None
 ) -> asyncio.Future:
     """Run a sync step in a daemon thread, so a forced stop can abandon it
     without the process waiting for it at exit."""
@@ -416,6 +485,7 @@ def _run_in_thread(
             setter(value)
 
     def target() -> None:
+        enter(route)  # a thread starts with a context of its own
         try:
             result = _call_sync(step, ctx, inputs)
         except BaseException as error:

@@ -13,8 +13,11 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 from . import groups
+from .throttle import Throttled
 
 logger = logging.getLogger(__name__)
+#: A layer that is down fails every send: one line about it, not thousands.
+quiet = Throttled(logger)
 
 
 async def send(group: str, message: dict) -> None:
@@ -36,7 +39,9 @@ async def _deliver(method: str, name: str, message: dict) -> None:
     except Exception:
         # Delivery is best effort by design: the database is the truth and
         # runners and browsers re-read it. Never fail the caller's action.
-        logger.warning("%s to %s failed", method, name, exc_info=True)
+        quiet.warning("layer", "%s to %s failed", method, name, exc_info=True)
+    else:
+        quiet.recovered("layer")
 
 
 def send_on_commit(group: str, message: dict) -> None:

@@ -11,9 +11,14 @@ import uuid
 #: Every list page watches this group: executions created, status changes.
 LIST_GROUP = "executions.list"
 
-# Event types, namespaced: `execution.step` is handled by `execution_step`.
+# Event types, namespaced: `execution.progress` is handled by `execution_progress`.
 CREATED = "execution.created"
-STEP = "execution.step"
+#: Step progress: every step that changed since the last tick, in one message
+#: (each becomes a `step` event on the socket).
+PROGRESS = "execution.progress"
+LOG = "execution.log"
+#: Log lines in one `execution.log` event, at most.
+LOG_EVENT_LINES = 200
 STATUS = "execution.status"
 FINISHED = "execution.finished"
 INTERRUPT = "execution.interrupt"

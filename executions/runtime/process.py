@@ -8,6 +8,9 @@ a line:
 
 - supervisor → process: `{"t": "interrupt", "force": bool}`;
 - process → supervisor: `{"t": "step", "step": {...}}` for progress,
+  `{"t": "log", "lines": [{"step", "at", "level", "text"}], "dropped": n}`
+  for the steps' log lines (a batch per progress interval; `dropped` lines
+  were over the rate, or waited on a supervisor too slow to read them),
   `{"t": "ack", "force": bool}` once its signal is set (or escalated), and
   `{"t": "report", "outcome": {...}, "results": {...}}` at the end.
 
@@ -37,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 #: One message may carry a step's results: allow large lines.
 LINE_LIMIT = 64 * 1024 * 1024
+#: Log batches are dropped (and counted) while this much waits unread for
+#: the supervisor: a step must never wait on its supervisor to log.
+LOG_BACKLOG = 1024 * 1024
 PRELOAD = ["executions.runtime.preload"]
 
 _context: multiprocessing.context.BaseContext | None = None
@@ -74,7 +80,10 @@ def main(spec: dict[str, Any], sock: socket.socket) -> None:
     """The execution process's entry point (in the forked child)."""
     os.setpgid(0, 0)  # its own process group: force stops what it started
     # The supervisor's SIGINT (a terminal's Ctrl-C on daphne) is not ours.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A handler that does nothing, not SIG_IGN: an ignored signal stays
+    # ignored across exec, and ctx.run's `sigint` policy needs its children
+    # to hear it.
+    signal.signal(signal.SIGINT, _ignore)
     code = 0
     try:
         asyncio.run(_serve(RunSpec(**spec), sock))
@@ -83,6 +92,10 @@ def main(spec: dict[str, Any], sock: socket.socket) -> None:
         code = 70
     # Abandoned step threads end with the process, not after it.
     os._exit(code)
+
+
+def _ignore(number, frame) -> None:
+    """SIGINT in an execution process: not ours (see `main`)."""
 
 
 async def _serve(spec: RunSpec, sock: socket.socket) -> None:
@@ -97,11 +110,27 @@ async def _serve(spec: RunSpec, sock: socket.socket) -> None:
         ack = {"t": "ack", "force": interrupt.force}
         loop.call_soon_threadsafe(send, ack)
 
+    unsent = 0
+
+    def on_log(lines: list[dict[str, Any]], dropped: int) -> None:
+        nonlocal unsent
+        if writer.transport.get_write_buffer_size() > LOG_BACKLOG:
+            unsent += len(lines) + dropped
+            return
+        send({"t": "log", "lines": lines, "dropped": dropped + unsent})
+        unsent = 0
+
     interrupt.add_listener(on_signal)
     listening = asyncio.ensure_future(_listen(reader, interrupt))
     report = await run_spec(
-        spec, interrupt, lambda state: send({"t": "step", "step": state.to_dict()})
+        spec,
+        interrupt,
+        lambda state: send({"t": "step", "step": state.to_dict()}),
+        on_log,
+        whole_process=True,
     )
+    if unsent:
+        send({"t": "log", "lines": [], "dropped": unsent})
     send(
         {"t": "report", "outcome": report.outcome.to_dict(), "results": report.results}
     )
@@ -117,7 +146,6 @@ async def _listen(reader: asyncio.StreamReader, interrupt: InterruptSignal) -> N
             # Stop at once, with everything this run started.
             os.killpg(0, signal.SIGKILL)
         message = json.loads(line)
-        print("CHILD GOT", message, flush=True)
         if message.get("t") == "interrupt":
             interrupt.request(force=bool(message.get("force")))
 

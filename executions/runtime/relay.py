@@ -2,8 +2,8 @@
 the in-memory layer), a terminal's run and the server share only the
 database. The server then relays what changes in the rows it does not
 supervise to its own watchers, every `EXECUTIONS_RELAY_INTERVAL`: a run
-started in a terminal appears on the list page, its bars move and its end is
-seen, as if it had been pushed."""
+started in a terminal appears on the list page, its bars move, its log lines
+come and its end is seen, as if it had been pushed."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ import logging
 
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from ..conf import conf
-from ..models import ACTIVE, Execution
+from ..models import ACTIVE, Execution, LogLine
 from . import broadcast, groups
+from .throttle import Throttled
 
 logger = logging.getLogger(__name__)
+quiet = Throttled(logger)
 
 FIELDS = (
     "status",
@@ -27,6 +29,10 @@ FIELDS = (
     "interrupt_force",
     "interrupt_delivered_at",
 )
+
+
+#: Log lines relayed per execution and interval, at most (more wait).
+LOG_LINES = 1000
 
 
 def needed() -> bool:
@@ -37,7 +43,8 @@ def needed() -> bool:
 def _changed_rows(supervisor: str, since, seen: dict) -> list[tuple]:
     """Rows not supervised here that are active or ended since `since`, with
     what changed in each since `seen`: (execution, is_new, changed steps,
-    status changed)."""
+    status changed, new log lines). A row seen for the first time starts at
+    its last log line: the page reads the earlier ones from the API."""
     rows = (
         Execution.objects.filter(Q(status__in=ACTIVE) | Q(finished_at__gte=since))
         .exclude(supervisor=supervisor)
@@ -51,13 +58,21 @@ def _changed_rows(supervisor: str, since, seen: dict) -> list[tuple]:
         state = tuple(getattr(execution, field) for field in FIELDS)
         steps = {step["id"]: step for step in execution.steps}
         before = seen.get(key)
-        seen[key] = (state, steps)
         if before is None:
-            changes.append((execution, True, [], True))
+            last = execution.log_lines.aggregate(last=Max("seq"))["last"] or 0
+            seen[key] = (state, steps, last)
+            changes.append((execution, True, [], True, []))
             continue
+        lines = [
+            line.snapshot()
+            for line in LogLine.objects.filter(execution=execution).page(
+                after=before[2], size=LOG_LINES
+            )
+        ]
+        seen[key] = (state, steps, lines[-1]["seq"] if lines else before[2])
         changed_steps = [step for k, step in steps.items() if before[1].get(k) != step]
-        if changed_steps or state != before[0]:
-            changes.append((execution, False, changed_steps, state != before[0]))
+        if changed_steps or state != before[0] or lines:
+            changes.append((execution, False, changed_steps, state != before[0], lines))
     for key in set(seen) - returned:
         del seen[key]  # ended longer ago than the window: no longer watched
     return changes
@@ -73,20 +88,34 @@ async def relay(supervisor: str) -> None:
         try:
             changes = await _changed_rows(supervisor, since, seen)
         except Exception:
-            logger.warning("relaying database changes failed", exc_info=True)
+            quiet.warning("relay", "relaying database changes failed", exc_info=True)
             continue
         since = checked - timezone.timedelta(seconds=conf.RELAY_INTERVAL)
-        for execution, new, steps, status_changed in changes:
-            await _tell(execution, new, steps, status_changed)
+        for execution, new, steps, status_changed, lines in changes:
+            await _tell(execution, new, steps, status_changed, lines)
 
 
-async def _tell(execution: Execution, new: bool, steps, status_changed) -> None:
+async def _tell(execution: Execution, new: bool, steps, status_changed, lines) -> None:
     snapshot = await database_sync_to_async(execution.snapshot)()
     group = groups.watch_group(execution.id)
-    for step in steps:
+    if steps:
         await broadcast.send(
             group,
-            {"type": groups.STEP, "execution_id": str(execution.id), "step": step},
+            {
+                "type": groups.PROGRESS,
+                "execution_id": str(execution.id),
+                "steps": steps,
+            },
+        )
+    for start in range(0, len(lines), groups.LOG_EVENT_LINES):
+        await broadcast.send(
+            group,
+            {
+                "type": groups.LOG,
+                "execution_id": str(execution.id),
+                "lines": lines[start : start + groups.LOG_EVENT_LINES],
+                "dropped": execution.log_dropped,
+            },
         )
     if new:
         await broadcast.status_changed(snapshot, groups.CREATED)

@@ -64,8 +64,9 @@ class ServerLifecycle:
                 )
 
     def _start_under_daphne(self) -> None:
+        # Twisted fires this before its asyncio loop runs: start on the loop.
         loop = asyncio.get_event_loop()
-        self._start(loop, serving=True)
+        loop.call_soon(lambda: self._start(loop, serving=True))
         # The asyncio reactor dispatches signals through the loop: this
         # replaces Twisted's immediate stop with the drain.
         for number in (signal.SIGTERM, signal.SIGINT):

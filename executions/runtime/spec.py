@@ -17,6 +17,7 @@ from ..engine import (
     StepState,
     registry,
 )
+from ..engine.logs import LogListener
 from ..models import Execution, Source
 
 logger = logging.getLogger(__name__)
@@ -41,9 +42,19 @@ class RunSpec:
     restricted: bool = False
     #: An interrupt that waited on the queued row: None, or its force.
     interrupt: bool | None = None
+    #: The cap on log lines at the source (EXECUTIONS_LOG_RATE, _BURST).
+    log_rate: float = 1000.0
+    log_burst: int = 2000
 
     @classmethod
-    def of(cls, execution: Execution, *, progress_interval: float) -> RunSpec:
+    def of(
+        cls,
+        execution: Execution,
+        *,
+        progress_interval: float,
+        log_rate: float = 1000.0,
+        log_burst: int = 2000,
+    ) -> RunSpec:
         original = execution.resumed_from
         skip = []
         results = {}
@@ -63,6 +74,8 @@ class RunSpec:
             progress_interval=progress_interval,
             restricted=execution.created_from != Source.CLI,
             interrupt=interrupt,
+            log_rate=log_rate,
+            log_burst=log_burst,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -81,10 +94,15 @@ async def run_spec(
     spec: RunSpec,
     signal: InterruptSignal,
     on_step: Callable[[StepState], None],
+    on_log: LogListener | None = None,
+    *,
+    whole_process: bool = False,
 ) -> Report:
-    """Run the command's steps under `signal` to a report. A command that
-    cannot be built (it changed or vanished since the row was made) fails
-    the run with that error instead of raising."""
+    """Run the command's steps under `signal` to a report, their log lines
+    to `on_log`. A command that cannot be built (it changed or vanished
+    since the row was made) fails the run with that error instead of
+    raising. `whole_process`: this process is the run's (an execution
+    process), so output from threads no step started is the run's too."""
     try:
         cmd = registry.get(spec.cmd)
         steps = cmd.build(spec.params)
@@ -110,6 +128,10 @@ async def run_spec(
         skip=spec.skip,
         results=spec.results,
         restricted=spec.restricted,
+        on_log=on_log,
+        log_rate=spec.log_rate,
+        log_burst=spec.log_burst,
+        log_fallback=whole_process,
     )
     outcome = await scheduler.run()
     return Report(outcome, dict(scheduler.results))

@@ -5,6 +5,10 @@ execution process, or this process for a terminal's own run), and then:
 
 - progress out: step events go to the watchers (coalesced, latest wins) and,
   batched for all its runs, to the database;
+- logs out: the steps' log lines get their `seq`, go to the watchers in
+  batches and, batched for all its runs, to the database, at most
+  `EXECUTIONS_LOG_LIMIT` a run (the oldest dropped, the drop counted); a
+  failed step's traceback goes to the server's log too;
 - interrupts in: from the channel layer (fast) and from the row (durable),
   delivered to the engine once each; the engine's acknowledgement is
   recorded as `interrupt_delivered_at`;
@@ -21,150 +25,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
-import signal as signals
 import time
 from collections.abc import Iterable
-from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.db import transaction
 from django.utils import timezone
 
 from ..conf import conf
 from ..engine import InterruptSignal
-from ..models import RUNNING, TERMINAL, Execution, Source, Status
-from . import broadcast, groups, interrupts, reaper
+from ..models import TERMINAL, Execution, Source
+from . import broadcast, groups, reaper, store
 from .identity import new_identity
-from .process import ExecutionProcess, describe_exit
-from .spec import Report, RunSpec, run_spec
+from .run import KILL_AFTER_TERM, Run, RunObserver
+from .throttle import Throttled
 
 logger = logging.getLogger(__name__)
+#: Failures that repeat while Redis or the database is away: a line each
+#: so often, not one per run per second.
+quiet = Throttled(logger)
 
-STATUS_FOR_OUTCOME = {
-    "complete": Status.SUCCEEDED,
-    "interrupted": Status.INTERRUPTED,
-    "failed": Status.FAILED,
-}
 SHUTDOWN_REASON = "the process running it is shutting down"
-FORCED = "forced: stopped with its execution process"
-#: After SIGTERM to a forced execution's process group, how long until SIGKILL.
-KILL_AFTER_TERM = 1.0
 
 
-class RunObserver:
-    """Something in this process that watches a run (the terminal's bars)."""
-
-    def started(self, execution: Execution) -> None: ...
-
-    def step(self, step: dict[str, Any]) -> None: ...
-
-    def finished(self, execution: Execution) -> None: ...
-
-
-# -- database helpers ----------------------------------------------------------------
-
-
-@database_sync_to_async
-def _load(execution_id) -> Execution:
-    return Execution.objects.select_related("resumed_from").get(pk=execution_id)
-
-
-@database_sync_to_async
-def _claim(execution: Execution, supervisor: str) -> bool:
-    return execution.claim(supervisor)
-
-
-@database_sync_to_async
-def _claim_next(queue: str, supervisor: str) -> Execution | None:
-    """Claim the oldest queued execution of `queue`, or None. Compare-and-set:
-    when several workers race for one, exactly one wins."""
-    for execution in Execution.objects.filter(
-        status=Status.QUEUED, queue=queue
-    ).order_by("created_at")[:10]:
-        if execution.claim(supervisor):
-            return Execution.objects.select_related("resumed_from").get(pk=execution.pk)
-    return None
-
-
-@database_sync_to_async
-def _rows(ids: list[str]) -> dict[str, dict]:
-    """What the durable side says of these runs: one query for all."""
-    rows = Execution.objects.filter(pk__in=ids).values(
-        "id",
-        "status",
-        "started_at",
-        "timeout",
-        "force_after",
-        "interrupt_requested_at",
-        "interrupt_force",
+def _fresh_task(coroutine) -> asyncio.Task:
+    """A task in a fresh context: a sync view's (dispatch after its commit)
+    carries asgiref's per-request executor, which is gone once the request
+    ends, and every database call of the run would fail with it."""
+    return asyncio.get_running_loop().create_task(
+        coroutine, context=contextvars.Context()
     )
-    return {str(row["id"]): row for row in rows}
-
-
-@database_sync_to_async
-def _beat(ids: list[str]) -> None:
-    Execution.objects.filter(pk__in=ids, status__in=RUNNING).update(
-        heartbeat_at=timezone.now()
-    )
-
-
-@database_sync_to_async
-def _save_progress(batch: dict[str, list[dict]]) -> None:
-    with transaction.atomic():
-        for execution_id, steps in batch.items():
-            Execution.objects.filter(pk=execution_id, status__in=RUNNING).update(
-                steps=steps
-            )
-
-
-@database_sync_to_async
-def _request(execution_id: str, *, source: str, force: bool, reason: str) -> None:
-    """An interrupt the runtime asks for itself (timeout, shutdown)."""
-    execution = Execution.objects.filter(pk=execution_id).first()
-    if execution is not None:
-        interrupts.record(
-            execution, source=source, force=force, reason=reason, by_name=source
-        )
-
-
-@database_sync_to_async
-def _acknowledge(execution_id: str) -> dict | None:
-    execution = Execution.objects.filter(pk=execution_id).first()
-    if execution is None or not execution.record_delivered():
-        return None
-    return Execution.objects.get(pk=execution_id).snapshot()
-
-
-@database_sync_to_async
-def _finish(execution: Execution, status: str, outcome: dict, steps, results) -> None:
-    execution.finish(status, outcome=outcome, steps=steps, results=results)
-
-
-@database_sync_to_async
-def _fail_to_start(execution: Execution, error: str) -> None:
-    steps = [
-        {**step, "status": "skipped"} if step["status"] == "pending" else step
-        for step in execution.steps
-    ]
-    execution.finish(
-        Status.FAILED,
-        outcome={
-            "kind": "failed",
-            "steps_processed": [],
-            "steps_not_processed": [step["id"] for step in steps],
-            "errors": {"start": error},
-        },
-        steps=steps,
-    )
-
-
-@database_sync_to_async
-def _snapshot(execution_id) -> tuple[Execution, dict] | None:
-    execution = Execution.objects.select_related("resumed_from").filter(pk=execution_id)
-    execution = execution.first()
-    return None if execution is None else (execution, execution.snapshot())
 
 
 async def _stop(helpers: list[asyncio.Future]) -> None:
@@ -181,216 +72,6 @@ async def _stop(helpers: list[asyncio.Future]) -> None:
             helper.cancel()
         _, pending = await asyncio.wait(pending, timeout=0.05)
     await asyncio.gather(*everything, return_exceptions=True)
-
-
-# -- engines: where the steps run ----------------------------------------------------
-
-
-class ProcessEngine:
-    """The run's steps in an execution process of their own."""
-
-    def __init__(self, run: Run) -> None:
-        self.run = run
-        self.process = ExecutionProcess(run.spec, self._on_message)
-
-    async def start(self) -> None:
-        await self.process.start()
-
-    def _on_message(self, message: dict[str, Any]) -> None:
-        kind = message.get("t")
-        if kind == "step":
-            self.run.on_step(message["step"])
-        elif kind == "ack":
-            self.run.on_ack()
-        elif kind == "report":
-            self.run.report = message
-
-    def interrupt(self, force: bool) -> None:
-        self.process.interrupt(force)
-
-    async def wait(self) -> str | None:
-        """Wait for the process to end; why, if it did not report."""
-        code = await self.process.wait()
-        # Whatever its steps started goes with it.
-        self.process.kill_group()
-        self.process.close()
-        return None if self.run.report is not None else describe_exit(code)
-
-    def kill(self, number: int) -> None:
-        self.process.kill_group(number)
-
-
-class LocalEngine:
-    """The run's steps in this process: a terminal's own run (Ctrl-C reaches
-    it directly), and tests that drive the engine in-process."""
-
-    def __init__(self, run: Run, signal: InterruptSignal | None) -> None:
-        self.run = run
-        self.signal = signal or InterruptSignal()
-        self.task: asyncio.Task | None = None
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-
-        def on_signal() -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: over
-                loop.call_soon_threadsafe(self.run.on_ack)
-
-        self.signal.add_listener(on_signal)
-        self.task = asyncio.ensure_future(
-            run_spec(
-                self.run.spec,
-                self.signal,
-                lambda state: self.run.on_step(state.to_dict()),
-            )
-        )
-
-    def interrupt(self, force: bool) -> None:
-        self.signal.request(force=force)
-
-    async def wait(self) -> str | None:
-        report: Report = await self.task
-        self.run.report = {
-            "outcome": report.outcome.to_dict(),
-            "results": report.results,
-        }
-        return None
-
-    def kill(self, number: int) -> None:
-        """Nothing to kill: this process is the terminal itself."""
-
-
-# -- one run -------------------------------------------------------------------------
-
-
-class Run:
-    """One execution under its supervisor."""
-
-    def __init__(
-        self,
-        supervisor: Supervisor,
-        execution: Execution,
-        *,
-        local: bool,
-        signal: InterruptSignal | None = None,
-        observers: Iterable[RunObserver] = (),
-    ) -> None:
-        self.supervisor = supervisor
-        self.execution = execution
-        self.id = str(execution.id)
-        self.spec = RunSpec.of(execution, progress_interval=conf.PROGRESS_INTERVAL)
-        self.observers = list(observers)
-        self.steps = {step["id"]: dict(step) for step in execution.steps}
-        self.carried = set(self.spec.skip)
-        self.report: dict[str, Any] | None = None
-        self.engine = LocalEngine(self, signal) if local else ProcessEngine(self)
-        #: What the engine has been told: None, graceful (False) or force.
-        self.delivered: bool | None = None
-        self.dirty = False
-        self._outbox: dict[str, dict] = {}
-        self._outbox_ready = asyncio.Event()
-        self._closing = False
-        self._escalation: asyncio.Task | None = None
-
-    # -- progress out
-
-    def on_step(self, step: dict[str, Any]) -> None:
-        if step["id"] in self.carried:
-            step["carried_over"] = True
-        self.steps[step["id"]] = step
-        self.dirty = True
-        self._outbox.pop(step["id"], None)
-        self._outbox[step["id"]] = step
-        self._outbox_ready.set()
-        for observer in self.observers:
-            observer.step(step)
-
-    async def send_progress(self) -> None:
-        group = groups.watch_group(self.id)
-        while not self._closing:
-            await self._outbox_ready.wait()
-            await self._drain_outbox(group)
-
-    async def _drain_outbox(self, group: str) -> None:
-        self._outbox_ready.clear()
-        while self._outbox:
-            step_id = next(iter(self._outbox))
-            step = self._outbox.pop(step_id)
-            await broadcast.send(
-                group, {"type": groups.STEP, "execution_id": self.id, "step": step}
-            )
-
-    async def flush_progress(self) -> None:
-        """Stop the sender; the final value of every step always goes out."""
-        self._closing = True
-        self._outbox_ready.set()
-
-    # -- interrupts in
-
-    def deliver(self, force: bool) -> None:
-        """Tell the engine, once per change: a request, or its escalation."""
-        if self.delivered is True or (self.delivered is False and not force):
-            return
-        self.delivered = force
-        self.engine.interrupt(force)
-        if force and self._escalation is None:
-            self._escalation = asyncio.ensure_future(self._escalate())
-
-    async def _escalate(self) -> None:
-        """A forced run still alive after the grace period loses its process
-        group: SIGTERM, then SIGKILL."""
-        await asyncio.sleep(conf.FORCE_GRACE)
-        logger.warning("execution %s ignored force: SIGTERM", self.id)
-        self.engine.kill(signals.SIGTERM)
-        await asyncio.sleep(KILL_AFTER_TERM)
-        self.engine.kill(signals.SIGKILL)
-
-    def on_ack(self) -> None:
-        self.supervisor.spawn(self.supervisor.acknowledge(self))
-
-    # -- the end
-
-    def conclude(self, failure: str | None) -> tuple[str, dict, dict]:
-        """The row's final status, outcome and results."""
-        if self.report is not None:
-            outcome = self.report["outcome"]
-            if not outcome["steps_processed"] and not outcome["steps_not_processed"]:
-                outcome["steps_not_processed"] = list(self.steps)
-                self.steps = {
-                    key: {**step, "status": "skipped"}
-                    if step["status"] == "pending"
-                    else step
-                    for key, step in self.steps.items()
-                }
-            return (
-                STATUS_FOR_OUTCOME[outcome["kind"]],
-                outcome,
-                self.report.get("results") or {},
-            )
-        forced = self.delivered is True
-        errors = {}
-        for step_id, step in self.steps.items():
-            if step["status"] in ("running", "stalled"):
-                step["status"] = "interrupted" if forced else "failed"
-                step["error"] = FORCED if forced else failure
-                step["finished_at"] = time.time()
-                if not forced:
-                    errors[step_id] = failure
-            elif step["status"] == "pending":
-                step["status"] = "skipped"
-        if not forced and not errors:
-            errors["process"] = failure
-        processed = [k for k, s in self.steps.items() if s["status"] == "succeeded"]
-        outcome = {
-            "kind": "interrupted" if forced else "failed",
-            "steps_processed": processed,
-            "steps_not_processed": [k for k in self.steps if k not in processed],
-            "errors": errors,
-        }
-        return (Status.INTERRUPTED if forced else Status.FAILED), outcome, {}
-
-
-# -- the supervisor ------------------------------------------------------------------
 
 
 class Supervisor:
@@ -449,7 +130,7 @@ class Supervisor:
 
     def _track(self, key: str, coroutine) -> asyncio.Task:
         self.ensure_housekeeping()
-        task = asyncio.ensure_future(coroutine)
+        task = _fresh_task(coroutine)
         self.tasks[key] = task
         task.add_done_callback(lambda done: self._finished(key, done))
         return task
@@ -469,9 +150,9 @@ class Supervisor:
         local: bool = False,
         **engine,
     ) -> Execution:
-        execution = claimed or await _load(execution_id)
-        if claimed is None and not await _claim(execution, self.identity):
-            return await _load(execution_id)  # interrupted while queued
+        execution = claimed or await store.load(execution_id)
+        if claimed is None and not await store.claim(execution, self.identity):
+            return await store.load(execution_id)  # interrupted while queued
         run = Run(self, execution, local=local, **engine)
         self.runs[run.id] = run
         return await self._supervise(run)
@@ -485,7 +166,7 @@ class Supervisor:
             await run.engine.start()
         except Exception as error:
             logger.exception("cannot start execution %s", run.id)
-            await _fail_to_start(run.execution, f"{type(error).__name__}: {error}")
+            await store.fail_to_start(run.execution, f"{type(error).__name__}: {error}")
             return await self._announce_end(run)
         if run.spec.interrupt is not None:
             run.delivered = run.spec.interrupt  # the engine starts with it
@@ -496,16 +177,24 @@ class Supervisor:
         finally:
             await run.flush_progress()
             await asyncio.wait([sender], timeout=1.0)
-            await _stop([sender, listener, run._escalation])
-        await run._drain_outbox(groups.watch_group(run.id))
+            await _stop([sender, listener, run.escalation])
+        try:
+            await self._write_logs([run])
+        except Exception:
+            # The row must still be finished; its log is what it is.
+            logger.warning("saving the log of %s failed", run.id, exc_info=True)
+        # After the write: the last log event's drop count is the row's.
+        await run.drain_outbox()
         status, outcome, results = run.conclude(failure)
-        await _finish(run.execution, status, outcome, list(run.steps.values()), results)
+        await store.finish(
+            run.execution, status, outcome, list(run.steps.values()), results
+        )
         # If that refused, the row was already final (reaped as lost): the
         # database stays the truth, and watchers are told what it says.
         return await self._announce_end(run)
 
     async def _announce_end(self, run: Run) -> Execution:
-        found = await _snapshot(run.id)
+        found = await store.snapshot(run.id)
         if found is None:
             logger.warning("execution %s was deleted while it ran", run.id)
             return run.execution
@@ -516,7 +205,7 @@ class Supervisor:
         return execution
 
     async def acknowledge(self, run: Run) -> None:
-        snapshot = await _acknowledge(run.id)
+        snapshot = await store.acknowledge(run.id)
         if snapshot is not None:
             await broadcast.status_changed(snapshot)
 
@@ -538,7 +227,7 @@ class Supervisor:
                 try:
                     message = await layer.receive(channel)
                 except Exception:
-                    logger.warning("control channel of %s failed", run.id)
+                    quiet.warning("control", "control channels failing", exc_info=True)
                     await asyncio.sleep(1.0)
                     continue
                 if message.get("type") == groups.INTERRUPT:
@@ -553,7 +242,7 @@ class Supervisor:
             try:
                 await layer.group_add(group, channel)
             except Exception:
-                logger.warning("joining %s failed; retrying", group)
+                quiet.warning("join", "joining control groups failing; retrying")
                 await asyncio.sleep(1.0)
                 continue
             await asyncio.sleep(conf.REJOIN_INTERVAL)
@@ -562,7 +251,7 @@ class Supervisor:
 
     def ensure_housekeeping(self) -> None:
         if self._housekeeping is None or self._housekeeping.done():
-            self._housekeeping = asyncio.ensure_future(self.keep_house())
+            self._housekeeping = _fresh_task(self.keep_house())
 
     async def keep_house(self) -> None:
         due = {"poll": 0.0, "beat": 0.0, "progress": 0.0, "reap": 0.0}
@@ -574,16 +263,19 @@ class Supervisor:
                     await reaper.reap()
                 if self.runs and now >= due["beat"]:
                     due["beat"] = now + conf.HEARTBEAT_INTERVAL
-                    await _beat(list(self.runs))
+                    await store.beat(list(self.runs))
                 if self.runs and now >= due["poll"]:
                     due["poll"] = now + conf.POLL_INTERVAL
                     await self._poll()
                 if now >= due["progress"]:
                     due["progress"] = now + conf.DB_PROGRESS_INTERVAL
                     await self._write_progress()
+                    await self._write_logs(list(self.runs.values()))
             except Exception:
                 # A database hiccup must not end any run; the next tick retries.
-                logger.warning("housekeeping failed", exc_info=True)
+                quiet.warning("housekeeping", "housekeeping failed", exc_info=True)
+            else:
+                quiet.recovered("housekeeping")
             await asyncio.sleep(min(conf.POLL_INTERVAL, conf.DB_PROGRESS_INTERVAL))
 
     async def _write_progress(self) -> None:
@@ -593,12 +285,33 @@ class Supervisor:
                 run.dirty = False
                 batch[run.id] = list(run.steps.values())
         if batch:
-            await _save_progress(batch)
+            await store.save_progress(batch)
+
+    async def _write_logs(self, runs: list[Run]) -> None:
+        batch = {}
+        for run in runs:
+            taken = run.take_logs()
+            if taken is not None:
+                batch[run.id] = taken
+        if not batch:
+            return
+        try:
+            totals = await store.save_logs(batch, conf.LOG_LIMIT)
+        except Exception:
+            # Kept for the next write (within each run's bound).
+            for run in runs:
+                if run.id in batch:
+                    run.give_back_logs(*batch[run.id])
+            raise
+        for run in runs:
+            if run.id in totals:
+                # The database's count includes what its limit dropped.
+                run.saved_logs(totals[run.id])
 
     async def _poll(self) -> None:
         """The durable path: every POLL_INTERVAL the rows are re-read, because
         channel-layer delivery is at most once. No interrupt is ever lost."""
-        rows = await _rows(list(self.runs))
+        rows = await store.rows(list(self.runs))
         now = timezone.now()
         for run_id, run in list(self.runs.items()):
             row = rows.get(run_id)
@@ -611,7 +324,7 @@ class Supervisor:
             elif row["timeout"] and row["started_at"]:
                 elapsed = (now - row["started_at"]).total_seconds()
                 if elapsed >= row["timeout"]:
-                    await _request(
+                    await store.request(
                         run_id,
                         source=Source.TIMEOUT,
                         force=False,
@@ -624,7 +337,7 @@ class Supervisor:
             return
         pending = (now - row["interrupt_requested_at"]).total_seconds()
         if pending >= limit:
-            await _request(
+            await store.request(
                 run.id,
                 source=Source.TIMEOUT,
                 force=True,
@@ -644,9 +357,9 @@ class Supervisor:
         while not self.draining:
             while len(self.tasks) < self.concurrency and not self.draining:
                 try:
-                    execution = await _claim_next(self.queue, self.identity)
+                    execution = await store.claim_next(self.queue, self.identity)
                 except Exception:
-                    logger.warning("claiming work failed", exc_info=True)
+                    quiet.warning("claim", "claiming work failed", exc_info=True)
                     break
                 if execution is None:
                     break
@@ -680,7 +393,9 @@ class Supervisor:
             await asyncio.wait(pending, timeout=conf.FORCE_GRACE + KILL_AFTER_TERM + 3)
 
     async def _shut(self, key: str, *, force: bool) -> None:
-        await _request(key, source=Source.SHUTDOWN, force=force, reason=SHUTDOWN_REASON)
+        await store.request(
+            key, source=Source.SHUTDOWN, force=force, reason=SHUTDOWN_REASON
+        )
         run = self.runs.get(key)
         if run is not None:
             run.deliver(force)

@@ -155,6 +155,12 @@ def test_execute_succeeds_exits_0(capsys):
         (demo_steps("nope=1"), "nope: unknown param; expected one of: "),
         (demo_steps("count"), "--param takes name=value, not 'count'."),
         (["demo.steps", "--strategy", "sometimes"], "Unknown interrupt strategy"),
+        (["demo.steps", "--timeout", "0"], "Invalid --timeout: must be more than 0"),
+        (["demo.steps", "--timeout", "-5"], "Invalid --timeout: must be more than 0"),
+        (["demo.steps", "--timeout", "soon"], "Invalid --timeout: must be a number"),
+        (["demo.steps", "--timeout", "1e400"], "Invalid --timeout: must be more than"),
+        (["demo.steps", "--force-after", "nan"], "Invalid --force-after: must be"),
+        (["demo.steps", "--force-after", "0"], "Invalid --force-after: must be"),
     ],
 )
 def test_execute_usage_errors_exit_2_and_change_nothing(args, message):
@@ -243,3 +249,34 @@ def test_execute_resume_usage_errors_exit_2(args, message):
 
     assert raised.value.returncode == 2
     assert str(raised.value).startswith(message)
+
+
+def demo_logs(*params: str) -> list[str]:
+    return ["demo.logs", *[arg for p in params for arg in ("--param", p)]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_execute_shows_the_log_lines_apart_from_the_bars(capsys):
+    call_command("execute", *demo_logs("lines=2", "seconds=0"))
+
+    out = capsys.readouterr().out
+    assert "prepare │ preparing 1 of 2\nprepare │ preparing 2 of 2\n" in out
+    assert "prepare │ prepare writes to stderr too\n" in out
+    assert "report │ all done\n" in out
+    # The bars' own lines are not in the run's log.
+    execution = Execution.objects.get()
+    texts = [line.text for line in execution.log_lines.all()]
+    assert not [text for text in texts if "succeeded" in text]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_execute_quiet_hides_log_lines_but_not_a_traceback(capsys):
+    with pytest.raises(SystemExit):
+        call_command(
+            "execute", *demo_logs("lines=2", "seconds=0", "fail=step"), "--quiet"
+        )
+
+    out = capsys.readouterr().out
+    assert "preparing" not in out
+    assert "report │ Traceback (most recent call last):\n" in out
+    assert "RuntimeError: the report failed as asked (fail=step)\n" in out

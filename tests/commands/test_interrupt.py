@@ -36,7 +36,7 @@ def test_interrupt_force_escalates(running, capsys):
 
     running.refresh_from_db()
     assert running.interrupt_force is True
-    assert "escalated to force" in capsys.readouterr().out
+    assert "Force requested: steps in flight" in capsys.readouterr().out
 
 
 def test_interrupt_queued_ends_it(db, capsys):
@@ -49,7 +49,7 @@ def test_interrupt_queued_ends_it(db, capsys):
     queued.refresh_from_db()
     assert queued.status == Status.INTERRUPTED
     assert queued.outcome["steps_not_processed"] == ["step-1", "step-2"]
-    assert "nothing was processed" in capsys.readouterr().out
+    assert "Interrupted before it started: no step ran." in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("execution_id", ["nope", "123", str(uuid.uuid4())])

@@ -160,4 +160,5 @@ def test_step_state_to_dict_is_the_contract_shape():
         "started_at": "1970-01-01T00:00:00.250Z",
         "finished_at": None,
         "error": None,
+        "traceback": None,
     }

@@ -51,11 +51,11 @@ def test_worker_killed_mid_run_ends_it_lost_and_watchers_are_told(
 
     assert report["status"] == "lost"
     assert report["interrupt"] is None
-    assert report["outcome"]["kind"] == "interrupted"
+    assert report["outcome"]["kind"] == "lost"
     assert report["outcome"]["steps_processed"] == []
     assert report["outcome"]["steps_not_processed"] == ALL_STEPS_OF_LONG_RUN
     assert report["steps"][0]["status"] == "interrupted"
-    assert report["steps"][0]["error"] == "lost: the runner stopped heartbeating"
+    assert report["steps"][0]["error"] == "lost: its supervisor stopped heartbeating"
     assert [step["status"] for step in report["steps"][1:]] == ["skipped", "skipped"]
 
 

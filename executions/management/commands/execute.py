@@ -100,6 +100,11 @@ class Command(BaseCommand):
             help="force an interrupt still pending after this long",
         )
         parser.add_argument(
+            "--quiet",
+            action="store_true",
+            help="do not show the steps' log lines (errors still show)",
+        )
+        parser.add_argument(
             "--json",
             action="store_true",
             dest="as_json",
@@ -111,7 +116,7 @@ class Command(BaseCommand):
         self.stdout._out = ClosedPipeSafe(self.stdout._out)
         return super().execute(*args, **options)
 
-    def handle(self, *args, cmd, list, as_json, **options):
+    def handle(self, *args, cmd, list, as_json, quiet, **options):
         if list:
             self.stdout.write(describe_cmds())
             return
@@ -133,7 +138,7 @@ class Command(BaseCommand):
                 f"is {execution.status}.",
                 returncode=BUSY,
             )
-        bars = None if as_json else TerminalBars(self.stdout._out)
+        bars = None if as_json else TerminalBars(self.stdout._out, quiet=quiet)
         if bars:
             bars.say(f"{execution.title} ({execution.cmd})", "bold")
         execution = asyncio.run(self.run(supervisor, execution, bars))

@@ -24,8 +24,8 @@ class Command(BaseCommand):
         parser.add_argument("--reason", default="", help="kept in the audit record")
 
     def handle(self, *args, execution_id: str, force: bool, reason: str, **options):
-        services.reap_orphans()
         try:
+            # The request first: to an orphan, it ends the run and says so.
             result = services.request_interrupt(
                 execution_id,
                 source=Source.CLI,
@@ -37,6 +37,8 @@ class Command(BaseCommand):
             raise CommandError(str(error), returncode=2) from None
         except services.NotRunning as error:
             raise CommandError(str(error), returncode=1) from None
+        finally:
+            services.reap_orphans()
         execution = result.execution
         self.stdout.write(
             self.style.SUCCESS(f"{execution.id}: {execution.status}. ")

@@ -1,0 +1,287 @@
+"""One execution under its supervisor: progress and logs out, interrupts in,
+and how the run ends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal as signals
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..conf import conf
+from ..engine import InterruptSignal
+from ..models import Execution, Status
+from . import broadcast, groups, store
+from .engines import FORCED, LocalEngine, ProcessEngine
+from .spec import RunSpec
+from .throttle import Throttled
+
+if TYPE_CHECKING:
+    from .supervisor import Supervisor
+
+logger = logging.getLogger(__name__)
+quiet = Throttled(logger)
+
+STATUS_FOR_OUTCOME = {
+    "complete": Status.SUCCEEDED,
+    "interrupted": Status.INTERRUPTED,
+    "failed": Status.FAILED,
+}
+#: After SIGTERM to a forced execution's process group, how long until SIGKILL.
+KILL_AFTER_TERM = 1.0
+#: Log lines waiting for the watchers, at most: a slow channel layer loses
+#: the oldest (the API still has them).
+LOG_OUTBOX = 1000
+
+
+class RunObserver:
+    """Something in this process that watches a run (the terminal's bars)."""
+
+    def started(self, execution: Execution) -> None: ...
+
+    def step(self, step: dict[str, Any]) -> None: ...
+
+    def log(self, lines: list[dict[str, Any]]) -> None: ...
+
+    def finished(self, execution: Execution) -> None: ...
+
+
+class Run:
+    """One execution under its supervisor."""
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        execution: Execution,
+        *,
+        local: bool,
+        signal: InterruptSignal | None = None,
+        observers: Iterable[RunObserver] = (),
+    ) -> None:
+        self.supervisor = supervisor
+        self.execution = execution
+        self.id = str(execution.id)
+        self.local = local
+        self.spec = RunSpec.of(
+            execution,
+            progress_interval=conf.PROGRESS_INTERVAL,
+            log_rate=conf.LOG_RATE,
+            log_burst=conf.LOG_BURST,
+        )
+        self.observers = list(observers)
+        self.steps = {step["id"]: dict(step) for step in execution.steps}
+        self.carried = set(self.spec.skip)
+        self.report: dict[str, Any] | None = None
+        self.engine = LocalEngine(self, signal) if local else ProcessEngine(self)
+        #: What the engine has been told: None, graceful (False) or force.
+        self.delivered: bool | None = None
+        self.dirty = False
+        self._outbox: dict[str, dict] = {}
+        self._outbox_ready = asyncio.Event()
+        #: The status each step was last published with.
+        self._published = {step["id"]: step["status"] for step in execution.steps}
+        #: The last log line's seq; lines waiting for the database (bounded:
+        #: what the limit would drop anyway) and for the watchers.
+        self.log_seq = 0
+        self.log_limit = conf.LOG_LIMIT
+        self.log_dropped = execution.log_dropped
+        self._log_unsaved: deque[dict] = deque(maxlen=self.log_limit)
+        self._log_unsaved_dropped = 0
+        self._log_outbox: deque[dict] = deque(maxlen=LOG_OUTBOX)
+        #: Lines to send, or a drop count the watchers have not heard yet.
+        self._log_event_due = False
+        self._tracebacks_logged: set[str] = set()
+        self._closing = False
+        self.escalation: asyncio.Task | None = None
+
+    # -- progress out
+
+    def on_step(self, step: dict[str, Any]) -> None:
+        if step["id"] in self.carried:
+            step["carried_over"] = True
+        self.steps[step["id"]] = step
+        if (
+            step["status"] == "failed"
+            and step.get("traceback")
+            and step["id"] not in self._tracebacks_logged
+            and not self.local  # a terminal shows it among the run's log lines
+        ):
+            self._tracebacks_logged.add(step["id"])
+            logger.error(
+                "step %s of execution %s failed:\n%s",
+                step["id"],
+                self.id,
+                step["traceback"],
+            )
+        self.dirty = True
+        self._outbox.pop(step["id"], None)
+        self._outbox[step["id"]] = step
+        self._outbox_ready.set()
+        for observer in self.observers:
+            observer.step(step)
+
+    def on_log(self, lines: list[dict[str, Any]], dropped: int) -> None:
+        """A batch of log lines from the engine: numbered, then on their way
+        to the database and the watchers; neither may hold more than its
+        bound, and what falls off is counted."""
+        for line in lines:
+            self.log_seq += 1
+            line["seq"] = self.log_seq
+        overflow = max(0, len(self._log_unsaved) + len(lines) - self.log_limit)
+        self._log_unsaved.extend(lines)
+        self._log_unsaved_dropped += dropped + overflow
+        self.log_dropped += dropped + overflow
+        self._log_outbox.extend(lines)
+        self._log_event_due = bool(lines or dropped or overflow) or self._log_event_due
+        self._outbox_ready.set()
+        for observer in self.observers:
+            observer.log(lines)
+
+    def take_logs(self) -> tuple[list[dict], int] | None:
+        """The lines and the drop count the database has not seen yet."""
+        if not self._log_unsaved and not self._log_unsaved_dropped:
+            return None
+        lines, dropped = list(self._log_unsaved), self._log_unsaved_dropped
+        self._log_unsaved.clear()
+        self._log_unsaved_dropped = 0
+        return lines, dropped
+
+    def give_back_logs(self, lines: list[dict], dropped: int) -> None:
+        """Lines the database did not take: before the newer ones, bounded."""
+        room = self.log_limit - len(self._log_unsaved)
+        kept = lines[max(0, len(lines) - room) :] if room > 0 else []
+        self._log_unsaved.extendleft(reversed(kept))
+        lost = len(lines) - len(kept)
+        self._log_unsaved_dropped += dropped + lost
+        self.log_dropped += lost
+        self._log_event_due = self._log_event_due or lost > 0
+
+    def saved_logs(self, total_dropped: int) -> None:
+        """The database's drop count after a write (with what its limit
+        dropped); what came since is not in it yet."""
+        dropped = total_dropped + self._log_unsaved_dropped
+        if dropped != self.log_dropped:
+            self.log_dropped = dropped
+            self._log_event_due = True
+            self._outbox_ready.set()
+
+    async def send_progress(self) -> None:
+        while not self._closing:
+            await self._outbox_ready.wait()
+            await self.drain_outbox()
+
+    async def drain_outbox(self) -> None:
+        """Send what waits for the watchers: step events, then log lines."""
+        group = groups.watch_group(self.id)
+        self._outbox_ready.clear()
+        while self._outbox:
+            steps, self._outbox = list(self._outbox.values()), {}
+            changed = {
+                step["id"]: step["status"]
+                for step in steps
+                if self._published.get(step["id"]) != step["status"]
+            }
+            if changed:
+                # Durable first: a step's start or end is on the row before
+                # any watcher hears of it (a reaper may read the row next).
+                self._published.update(changed)
+                await self._save_now()
+            # One message a tick for all the steps that moved: the layer's
+            # cost is per message and per member, so fan-out stays flat.
+            await broadcast.send(
+                group,
+                {"type": groups.PROGRESS, "execution_id": self.id, "steps": steps},
+            )
+        while self._log_event_due:
+            count = min(groups.LOG_EVENT_LINES, len(self._log_outbox))
+            lines = [self._log_outbox.popleft() for _ in range(count)]
+            self._log_event_due = bool(self._log_outbox)
+            await broadcast.send(
+                group,
+                {
+                    "type": groups.LOG,
+                    "execution_id": self.id,
+                    "lines": lines,
+                    "dropped": self.log_dropped,
+                },
+            )
+
+    async def _save_now(self) -> None:
+        self.dirty = False
+        try:
+            await store.save_progress({self.id: list(self.steps.values())})
+        except Exception:
+            self.dirty = True  # the next progress write retries
+            quiet.warning("progress", "writing progress failed", exc_info=True)
+
+    async def flush_progress(self) -> None:
+        """Stop the sender; the final value of every step always goes out."""
+        self._closing = True
+        self._outbox_ready.set()
+
+    # -- interrupts in
+
+    def deliver(self, force: bool) -> None:
+        """Tell the engine, once per change: a request, or its escalation."""
+        if self.delivered is True or (self.delivered is False and not force):
+            return
+        self.delivered = force
+        self.engine.interrupt(force)
+        if force and self.escalation is None:
+            self.escalation = asyncio.ensure_future(self._escalate())
+
+    async def _escalate(self) -> None:
+        """A forced run still alive after the grace period loses its process
+        group: SIGTERM, then SIGKILL."""
+        await asyncio.sleep(conf.FORCE_GRACE)
+        logger.warning("execution %s ignored force: SIGTERM", self.id)
+        self.engine.kill(signals.SIGTERM)
+        await asyncio.sleep(KILL_AFTER_TERM)
+        self.engine.kill(signals.SIGKILL)
+
+    def on_ack(self) -> None:
+        self.supervisor.spawn(self.supervisor.acknowledge(self))
+
+    # -- the end
+
+    def conclude(self, failure: str | None) -> tuple[str, dict, dict]:
+        """The row's final status, outcome and results."""
+        if self.report is not None:
+            outcome = self.report["outcome"]
+            if not outcome["steps_processed"] and not outcome["steps_not_processed"]:
+                outcome["steps_not_processed"] = list(self.steps)
+                self.steps = {
+                    key: {**step, "status": "skipped"}
+                    if step["status"] == "pending"
+                    else step
+                    for key, step in self.steps.items()
+                }
+            return (
+                STATUS_FOR_OUTCOME[outcome["kind"]],
+                outcome,
+                self.report.get("results") or {},
+            )
+        forced = self.delivered is True
+        errors = {}
+        for step_id, step in self.steps.items():
+            if step["status"] in ("running", "stalled"):
+                step["status"] = "interrupted" if forced else "failed"
+                step["error"] = FORCED if forced else failure
+                step["finished_at"] = time.time()
+                if not forced:
+                    errors[step_id] = failure
+            elif step["status"] == "pending":
+                step["status"] = "skipped"
+        if not forced and not errors:
+            errors["process"] = failure
+        processed = [k for k, s in self.steps.items() if s["status"] == "succeeded"]
+        outcome = {
+            "kind": "interrupted" if forced else "failed",
+            "steps_processed": processed,
+            "steps_not_processed": [k for k in self.steps if k not in processed],
+            "errors": errors,
+        }
+        return (Status.INTERRUPTED if forced else Status.FAILED), outcome, {}
