@@ -303,3 +303,36 @@ def test_dark_mode_follows_the_system(
     page.screenshot(path=artifacts / "detail-dark.png", full_page=True)
     page.goto(f"{daphne_url}/executions/")
     page.screenshot(path=artifacts / "list-dark.png", full_page=True)
+
+
+def test_log_panel_streams_a_runs_lines_and_filters_by_step(
+    browser, daphne_url, log_in, make_user, artifacts
+):
+    alice = make_user("view", "add", "interrupt", username="alice")
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    log_in(page, alice)
+
+    start(page, daphne_url, "demo.logs", lines=5, seconds=0.5)
+
+    expect(page.locator(STATUS)).to_have_text("succeeded", timeout=FINISHED)
+    lines = page.locator("#log-lines")
+    expect(lines).to_contain_text("preparing 5 of 5")
+    expect(lines).to_contain_text("a logging record from prepare")
+    expect(lines).to_contain_text("all done")
+    page.select_option("#log-step", "report")
+    expect(page.locator("#log-lines .log-line:visible")).to_have_count(1)
+    page.locator("#logs").screenshot(path=artifacts / "detail-logs.png")
+
+
+def test_log_panel_stays_away_where_the_server_has_no_logs(
+    browser, daphne_url, log_in, make_user
+):
+    alice = make_user("view", "add", "interrupt", username="alice")
+    page = browser.new_context().new_page()
+    page.route("**/logs/*", lambda route: route.fulfill(status=404, body="{}"))
+    log_in(page, alice)
+
+    start(page, daphne_url, "demo.logs", lines=2, seconds=0.2)
+
+    expect(page.locator(STATUS)).to_have_text("succeeded", timeout=FINISHED)
+    expect(page.locator("#logs")).to_be_hidden()

@@ -526,6 +526,7 @@
         case "finished":
         case "interrupt":
           replace(message.execution);
+          logs.catchUp();
           break;
         case "step":
           // After the end the final snapshot is the truth: a late event
@@ -623,7 +624,8 @@
     var stepFilter = document.getElementById("log-step");
     var follow = document.getElementById("log-follow");
     var dropped = document.getElementById("log-dropped");
-    var next = 0;
+    var after = 0;
+    var absent = false;
     var seen = new Set();
     var ready = false;
     var early = [];
@@ -640,7 +642,6 @@
       lines.forEach(function (line) {
         if (seen.has(line.seq)) return;
         seen.add(line.seq);
-        next = Math.max(next, line.seq);
         var item = document.createElement("li");
         item.className = "log-line level-" + String(line.level || "info").toLowerCase().replace(/[^a-z]/g, "");
         item.dataset.step = line.step || "";
@@ -657,7 +658,7 @@
         list.appendChild(item);
       });
       while (list.childElementCount > MAX_LOG_LINES) list.firstElementChild.remove();
-      if (lines.length) panel.hidden = false;
+      if (seen.size) panel.hidden = false;
       if (follow.checked) list.scrollTop = list.scrollHeight;
     }
 
@@ -667,22 +668,39 @@
       });
     });
 
-    fetch(root.dataset.logsUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (response) { return response.ok ? response.json() : null; })
-      .then(function (body) {
-        if (!body || !Array.isArray(body.lines)) return;
-        ready = true;
-        panel.hidden = false;
-        if (body.dropped) {
-          dropped.hidden = false;
-          dropped.textContent = body.dropped + " older lines were dropped (the log keeps the newest).";
-        }
-        add(body.lines);
-        add(early);
-        early = [];
-      })
-      .catch(function () {});
-    return { add: add };
+    // A page of lines from the API after the last one shown: on load, and
+    // whenever the socket (re)connects or the run ends, so lines sent
+    // before this page listened are not missed. A 404 (no logs endpoint)
+    // leaves the panel hidden.
+    var fetching = false;
+    function catchUp() {
+      if (fetching || absent) return;
+      fetching = true;
+      var url = root.dataset.logsUrl + "?after=" + encodeURIComponent(after);
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) {
+          if (response.status === 404) absent = true;
+          return response.ok ? response.json() : null;
+        })
+        .then(function (body) {
+          if (!body || !Array.isArray(body.lines)) return;
+          ready = true;
+          if (body.dropped) {
+            dropped.hidden = false;
+            dropped.textContent = body.dropped + " older lines were dropped (the log keeps the newest).";
+          }
+          add(body.lines.concat(early));
+          early = [];
+          if (body.next !== undefined && body.next !== null) after = body.next;
+          var more = body.lines.length > 0 && body.next !== undefined;
+          fetching = false;
+          if (more) catchUp();
+        })
+        .catch(function () {})
+        .then(function () { fetching = false; });
+    }
+    catchUp();
+    return { add: add, catchUp: catchUp };
   }
 
   document.addEventListener("DOMContentLoaded", function () {
