@@ -875,3 +875,51 @@ def test_execution_resume_unknown_is_404_and_get_is_405(make_user):
 
     assert client.post("/executions/nope/resume/").status_code == 404
     assert client.get(f"/executions/{interrupted().id}/resume/").status_code == 405
+
+
+def test_execution_detail_shows_every_interrupt_request_and_the_stopping_steps(
+    make_user,
+):
+    alice = make_user("view", "interrupt", username="alice")
+    bob = make_user("view", "interrupt", username="bob")
+    execution = running(count=2)
+    execution.save_steps(
+        [{**execution.steps[0], "status": "running"}, execution.steps[1]]
+    )
+    services.request_interrupt(
+        execution.id, user=alice, source=Source.WEB, reason="why"
+    )
+    services.request_interrupt(execution.id, user=bob, source=Source.API, force=True)
+    Execution.objects.filter(pk=execution.pk).update(
+        interrupt_delivered_at=execution.created_at
+    )
+
+    content = logged_in(alice).get(f"/executions/{execution.id}/").content.decode()
+
+    rows = re.findall(r'<tr data-request="\d">(.*?)</tr>', content, re.S)
+    assert len(rows) == 2
+    cells = [re.findall(r"<td>(.*?)</td>", row, re.S)[1:4] for row in rows]
+    assert cells == [
+        ["alice", "Web page", "graceful"],
+        ["bob", "JSON API", "<strong>forced</strong>"],
+    ]
+    stopping = re.findall(
+        r'data-field="stopping" class="step-stopping"( hidden)?>', content
+    )
+    assert stopping == ["", " hidden"]
+
+
+def test_execution_detail_names_its_status_and_progress_for_assistive_tech(make_user):
+    execution = running(count=2)
+
+    content = (
+        logged_in(make_user("view"))
+        .get(f"/executions/{execution.id}/")
+        .content.decode()
+    )
+
+    assert "<title>running · Demo: a chain of steps · peace_site</title>" in content
+    assert 'role="status" aria-live="polite">Status: running</p>' in content
+    assert 'aria-labelledby="overall-text"' in content
+    assert content.count('aria-labelledby="title-step-') == 2
+    assert content.index("<h1>") < content.index("<h2")
