@@ -7,31 +7,24 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections import defaultdict
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.contrib.admin.utils import quote
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.urls import URLPattern, path, reverse
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from . import errors, services
-from .models import Execution, Source, Status
-
-STATUS_COLOURS = {
-    Status.QUEUED: "#6c757d",
-    Status.RUNNING: "#0d6efd",
-    Status.INTERRUPTING: "#fd7e14",
-    Status.INTERRUPTED: "#a16207",
-    Status.SUCCEEDED: "#198754",
-    Status.FAILED: "#dc3545",
-    Status.LOST: "#6f42c1",
-}
+from . import display, errors, services
+from .models import Execution, Source
+from .templatetags import execution_display as tags
 
 # The changelist shows IDs by their first 8 hex digits; searching for one
 # should find it.
@@ -65,33 +58,52 @@ class InterruptForm(forms.Form):
     force = forms.BooleanField(required=False)
 
 
+class ExecutionActionForm(ActionForm):
+    """The changelist's action bar, with the reason the interrupt actions
+    record (as the page's and the API's interrupts do)."""
+
+    reason = forms.CharField(
+        required=False,
+        max_length=services.MAX_REASON,
+        widget=forms.TextInput(attrs={"placeholder": "Reason (optional)"}),
+    )
+
+
+def _show(template: str, **context) -> SafeString:
+    """A piece of the admin's pages, rendered from its template."""
+    return render_to_string(f"admin/executions/execution/{template}", context)
+
+
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):
     """Executions are started and advanced by the service and the runner; the
     admin only watches them and asks the service to interrupt."""
 
+    # Columns that fit 1280 px beside the filters: the profile rides with
+    # the command, start and end make one duration.
     list_display = (
         "short_id",
-        "cmd",
+        "command",
         "status_badge",
-        "profile",
         "progress",
         "started_by",
-        "started_at",
-        "finished_at",
+        "created",
+        "duration",
         "interrupted_by",
     )
     list_display_links = ("short_id",)
     list_filter = ("status", "cmd", "created_from", "interrupt_source")
     search_fields = ("cmd", "profile", "title")
     date_hierarchy = "created_at"
-    actions = ["interrupt_selected", "resume_selected"]
+    actions = ["interrupt_selected", "force_selected", "resume_selected"]
+    action_form = ExecutionActionForm
     readonly_fields = (
         *(field.name for field in Execution._meta.fields),
         "status_badge",
         "progress",
         "steps_table",
         "outcome_summary",
+        "interrupt_history",
         "live_page",
     )
     fieldsets = (
@@ -136,6 +148,7 @@ class ExecutionAdmin(admin.ModelAdmin):
                     "interrupt_source",
                     "interrupt_force",
                     "interrupt_reason",
+                    "interrupt_history",
                 )
             },
         ),
@@ -144,6 +157,10 @@ class ExecutionAdmin(admin.ModelAdmin):
             {"fields": ("supervisor", "heartbeat_at", "timeout", "force_after")},
         ),
     )
+
+    class Media:
+        # The app's badges, so a state looks the same here as on its pages.
+        css = {"all": ("executions/badges.css",)}
 
     # -- permissions: the service decides; the engine owns every field ------
 
@@ -181,34 +198,43 @@ class ExecutionAdmin(admin.ModelAdmin):
     def short_id(self, obj: Execution) -> str:
         return _short(obj)
 
+    @admin.display(description="Command", ordering="cmd")
+    def command(self, obj: Execution) -> SafeString:
+        return _show("_command.html", execution=obj)
+
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj: Execution) -> SafeString:
-        return format_html(
-            '<span class="execution-status execution-status-{}" style="'
-            "background: {}; color: #fff; padding: 1px 6px; border-radius: 8px;"
-            '">{}</span>',
-            obj.status,
-            STATUS_COLOURS.get(obj.status, "#6c757d"),
-            obj.get_status_display(),
-        )
+        return render_to_string("executions/display/badge.html", tags.badge(obj.status))
 
     @admin.display(description="Progress")
     def progress(self, obj: Execution) -> str:
-        done = sum(1 for step in obj.steps if step.get("status") == "succeeded")
-        return f"{done}/{len(obj.steps)} steps"
+        summary = display.overall(obj.steps)
+        return f"{summary['done']} / {summary['total']} · {summary['percent']} %"
 
     @admin.display(description="Started by", ordering="created_from")
     def started_by(self, obj: Execution) -> str:
-        source = obj.get_created_from_display()
+        source = display.source_label(obj.created_from)
         if not obj.created_by_name:
             return source
         return f"{obj.created_by_name} ({source})"
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, obj: Execution) -> SafeString:
+        return render_to_string(
+            "executions/display/timestamp.html",
+            tags.timestamp(obj.snapshot()["created_at"]),
+        )
+
+    @admin.display(description="Duration")
+    def duration(self, obj: Execution) -> str:
+        snapshot = obj.snapshot()
+        return display.elapsed(snapshot["started_at"], snapshot["finished_at"])
 
     @admin.display(description="Interrupted by", ordering="interrupt_requested_at")
     def interrupted_by(self, obj: Execution) -> str | None:
         if not obj.interrupt_requested:
             return None
-        how = obj.get_interrupt_source_display()
+        how = display.source_label(obj.interrupt_source)
         if obj.interrupt_force:
             how += ", forced"
         if not obj.interrupt_requested_by_name:
@@ -235,64 +261,20 @@ class ExecutionAdmin(admin.ModelAdmin):
     # -- the change page -----------------------------------------------------
 
     @admin.display(description="Steps")
-    def steps_table(self, obj: Execution) -> SafeString | str:
-        if not obj.steps:
-            return "No steps."
-        rows = format_html_join(
-            "\n",
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td>"
-            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            (
-                (
-                    step["id"],
-                    step.get("title", ""),
-                    step.get("status", ""),
-                    _step_progress(step.get("progress") or {}),
-                    step.get("message") or "",
-                    step.get("started_at") or "",
-                    step.get("finished_at") or "",
-                    step.get("error") or "",
-                )
-                for step in obj.steps
-            ),
-        )
-        return format_html(
-            '<table class="execution-steps"><thead><tr><th>Step</th><th>Title</th>'
-            "<th>Status</th><th>Progress</th><th>Message</th><th>Started</th>"
-            "<th>Finished</th><th>Error</th></tr></thead><tbody>{}</tbody></table>",
-            rows,
-        )
+    def steps_table(self, obj: Execution) -> SafeString:
+        return _show("_steps.html", steps=obj.steps)
 
     @admin.display(description="Outcome")
-    def outcome_summary(self, obj: Execution) -> SafeString | str:
-        outcome = obj.outcome
-        if not outcome:
-            return "None yet: the execution has not finished."
-        errors = outcome.get("errors") or {}
-        error_list = (
-            format_html(
-                "<ul>{}</ul>",
-                format_html_join(
-                    "", "<li><code>{}</code>: {}</li>", sorted(errors.items())
-                ),
-            )
-            if errors
-            else "none"
-        )
-        return format_html(
-            '<dl class="execution-outcome"><dt>Kind</dt><dd>{}</dd>'
-            "<dt>Processed</dt><dd>{}</dd><dt>Not processed</dt><dd>{}</dd>"
-            "<dt>Errors</dt><dd>{}</dd></dl>",
-            outcome.get("kind", ""),
-            ", ".join(outcome.get("steps_processed") or []) or "none",
-            ", ".join(outcome.get("steps_not_processed") or []) or "none",
-            error_list,
-        )
+    def outcome_summary(self, obj: Execution) -> SafeString:
+        return _show("_outcome.html", outcome=obj.outcome)
+
+    @admin.display(description="Every request")
+    def interrupt_history(self, obj: Execution) -> SafeString:
+        return _show("_interrupts.html", interrupt=obj.interrupt_snapshot())
 
     @admin.display(description="Live page")
     def live_page(self, obj: Execution) -> SafeString:
-        url = obj.get_absolute_url()
-        return format_html('<a href="{}">{}</a>', url, url)
+        return _show("_live_page.html", url=obj.get_absolute_url())
 
     def render_change_form(
         self,
@@ -355,41 +337,50 @@ class ExecutionAdmin(admin.ModelAdmin):
         description="Interrupt selected executions", permissions=["interrupt"]
     )
     def interrupt_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        interrupted = 0
-        already = []
-        not_running = []
+        self._interrupt_all(request, queryset, force=False)
+
+    @admin.action(
+        description="Force-interrupt selected executions (cancel steps in flight)",
+        permissions=["interrupt"],
+    )
+    def force_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._interrupt_all(request, queryset, force=True)
+
+    def _interrupt_all(
+        self, request: HttpRequest, queryset: QuerySet, *, force: bool
+    ) -> None:
+        """Ask the service for each, then say in one message what happened."""
+        reason = request.POST.get("reason", "")
+        results: dict[str, list[str]] = defaultdict(list)
         for execution in queryset:
             try:
                 result = services.request_interrupt(
-                    execution.pk, user=request.user, source=Source.ADMIN
+                    execution.pk,
+                    user=request.user,
+                    source=Source.ADMIN,
+                    force=force,
+                    reason=reason,
                 ).result
             except errors.REFUSALS as exc:
                 error = _refusal(exc)
-                not_running.append(f"{_short(execution)} ({error.status})")
+                if isinstance(error, errors.NotRunning):
+                    results["finished"].append(_short(execution))
+                else:
+                    results["refused"].append(_short(execution))
+                    self.message_user(
+                        request,
+                        f"Not interrupted {_short(execution)}: {error}",
+                        messages.ERROR,
+                    )
                 continue
-            if result == services.Interruption.ALREADY:
-                already.append(_short(execution))
-            else:
-                interrupted += 1
-        if interrupted:
-            self.message_user(
-                request,
-                ngettext(
-                    "Interrupted %(count)d execution.",
-                    "Interrupted %(count)d executions.",
-                    interrupted,
-                )
-                % {"count": interrupted},
-                messages.SUCCESS,
-            )
-        if already:
-            self.message_user(
-                request, f"Already interrupting: {', '.join(already)}.", messages.INFO
-            )
-        if not_running:
-            self.message_user(
-                request, f"Not running: {', '.join(not_running)}.", messages.WARNING
-            )
+            results[result.value].append(_short(execution))
+        settled = set(display.SETTLED)
+        asked_any = any(key not in settled for key in results)
+        self.message_user(
+            request,
+            display.bulk_summary(results, force=force),
+            messages.SUCCESS if asked_any else messages.WARNING,
+        )
 
     def get_urls(self) -> list[URLPattern]:
         # Before the defaults: their catch-all `<path:object_id>/` would take them.
@@ -526,12 +517,3 @@ class ExecutionAdmin(admin.ModelAdmin):
             self._link(active),
             active.status,
         )
-
-
-def _step_progress(progress: dict) -> str:
-    done = progress.get("done", 0)
-    unit = progress.get("unit", "steps")
-    total = progress.get("total")
-    if total is None:
-        return f"{done} {unit}"
-    return f"{done}/{total} {unit}"

@@ -4,7 +4,9 @@ above the bars, and the final report."""
 from __future__ import annotations
 
 import io
+import math
 import os
+import time
 from typing import TextIO
 
 from rich.console import Console
@@ -13,23 +15,39 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskID,
+    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
+from rich.text import Text
 
-from . import services
+from . import display, services
 from .models import Execution
 from .runtime.run import RunObserver
 
+# What Ctrl-C does, each short enough for one line of an 80-column terminal:
+# a wrapped line above live bars leaves a stale copy of a bar behind.
+GRACEFUL = "Interrupting: no new step starts. Press Ctrl-C again to force."
+IGNORED = "Interrupt recorded; strategy ignore runs on. Press Ctrl-C again to force."
+FORCED = "Forcing: steps in flight are cancelled now."
+ENDED = "The run has already ended: nothing to interrupt."
+#: The overall bar counts work in thousandths of a step.
+SCALE = 1000
+
 STATUS_STYLE = {
+    "queued": "dim",
     "pending": "dim",
     "running": "cyan",
     "stalled": "yellow",
+    "interrupting": "yellow",
     "succeeded": "green",
     "failed": "red",
     "interrupted": "magenta",
     "skipped": "dim",
+    "lost": "red",
 }
 LEVEL_STYLE = {
     "debug": "dim",
@@ -51,9 +69,49 @@ class _Amount(TextColumn):
         self._steps = MofNCompleteColumn()
 
     def render(self, task):
-        if task.fields.get("unit") == "bytes":
+        unit = task.fields.get("unit")
+        if unit == "bytes":
             return self._bytes.render(task)
+        if unit == "overall":
+            return Text(f"{int(task.completed) // SCALE}/{int(task.total) // SCALE}")
         return self._steps.render(task)
+
+
+class _Note(TextColumn):
+    """A step's message; on the overall row, the countdown to force."""
+
+    def __init__(self) -> None:
+        super().__init__("", style="dim")
+
+    def render(self, task):
+        deadline = task.fields.get("force_at")
+        if deadline is not None:
+            left = math.ceil(deadline - time.monotonic())
+            text = f"forcing in {left} s" if left > 0 else "forcing now"
+            return Text(text, style="bold yellow")
+        return Text(task.fields.get("message", ""), style="dim")
+
+
+class _Left(ProgressColumn):
+    """Time left, only while there is some to estimate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._left = TimeRemainingColumn()
+
+    def render(self, task):
+        if task.finished or not task.started:
+            return Text("")
+        return self._left.render(task)
+
+
+def interrupt_notice(*, force: bool, ignored: bool, ended: bool) -> str:
+    """What the terminal says when Ctrl-C is pressed."""
+    if ended:
+        return ENDED
+    if force:
+        return FORCED
+    return IGNORED if ignored else GRACEFUL
 
 
 class TerminalBars(RunObserver):
@@ -72,17 +130,31 @@ class TerminalBars(RunObserver):
             TextColumn("{task.fields[status_text]}", justify="left"),
             TextColumn("{task.description}"),
             BarColumn(),
+            TaskProgressColumn(),
             _Amount(),
-            TextColumn("{task.fields[message]}", style="dim"),
+            _Left(),
             TimeElapsedColumn(),
+            _Note(),
             console=self.console,
             auto_refresh=True,
             refresh_per_second=10,
         )
         self.tasks: dict[str, TaskID] = {}
         self._status: dict[str, str] = {}
+        self._steps: dict[str, dict] = {}
+        self.overall: TaskID | None = None
+        #: The run is over: Ctrl-C has nothing left to stop.
+        self.ended = False
 
     def started(self, execution: Execution) -> None:
+        self._steps = {step["id"]: step for step in execution.steps}
+        self.overall = self.progress.add_task(
+            "[bold]all steps[/]",
+            total=SCALE * max(len(execution.steps), 1),
+            unit="overall",
+            message="",
+            status_text=_badge(execution.status),
+        )
         for step in execution.steps:
             progress = step["progress"]
             self.tasks[step["id"]] = self.progress.add_task(
@@ -101,6 +173,8 @@ class TerminalBars(RunObserver):
     def step(self, step: dict) -> None:
         status = step["status"]
         task = self.tasks[step["id"]]
+        self._steps[step["id"]] = step
+        self._update_overall()
         if status == "running" and self._status.get(step["id"]) == "pending":
             self.progress.start_task(task)
         progress = step["progress"]
@@ -121,6 +195,15 @@ class TerminalBars(RunObserver):
         if status not in ("pending", "running", "stalled"):
             self.progress.stop_task(task)
 
+    def interrupt_requested(self, *, force: bool, force_after: float | None) -> None:
+        """Show the countdown to force on the overall row, or end it."""
+        if self.overall is None:
+            return
+        self.progress.update(self.overall, status_text=_badge("interrupting"))
+        pending = not force and force_after
+        deadline = time.monotonic() + force_after if pending else None
+        self.progress.update(self.overall, force_at=deadline)
+
     def log(self, lines: list[dict]) -> None:
         for line in lines:
             if self.quiet and line["level"] not in QUIET_LEVELS:
@@ -130,56 +213,98 @@ class TerminalBars(RunObserver):
                 f"{where} │ {line['text']}",
                 style=LEVEL_STYLE.get(line["level"]),
                 markup=False,
-                soft_wrap=True,
+                # A wrapped line above live bars must be wrapped by rich,
+                # which then counts it; a pipe keeps each line whole.
+                soft_wrap=not self.live,
             )
 
     def finished(self, execution: Execution) -> None:
+        self.ended = True
+        if self.overall is not None:
+            self._update_overall()
+            self.progress.update(
+                self.overall, force_at=None, status_text=_badge(execution.status)
+            )
+            self.progress.stop_task(self.overall)
         if self.live:
             self.progress.stop()
 
+    def _update_overall(self) -> None:
+        if self.overall is None:
+            return
+        steps = list(self._steps.values())
+        work = sum(display.fraction(step) for step in steps)
+        if any(step["status"] != "pending" for step in steps):
+            self.progress.start_task(self.overall)
+        self.progress.update(self.overall, completed=round(SCALE * work))
+
     def say(self, text: str, style: str = "") -> None:
-        """A line above the bars (the bars stay at the bottom)."""
-        self.console.print(text, style=style or None, markup=False, soft_wrap=True)
+        """A line above the bars (the bars stay at the bottom). Wrapped by
+        rich itself, so the live display knows how many lines it took."""
+        self.console.print(text, style=style or None, markup=False)
 
 
 def _badge(status: str) -> str:
-    return f"[{STATUS_STYLE.get(status, '')}]{status:<11}[/]"
+    return f"[{STATUS_STYLE.get(status, 'bold')}]{status:<12}[/]"
+
+
+#: A longer list of step IDs in the report is cut to its first few.
+REPORT_LIST = 20
+
+
+def local_time(iso: str | None) -> str:
+    """The pages' format, in this machine's time zone."""
+    moment = display.parse(iso)
+    return moment.astimezone().strftime(display.FORMAT) if moment else ""
 
 
 def report(execution: Execution) -> list[tuple[str, str]]:
-    """The final report as (text, style) lines: what was and was not done."""
+    """The final report as (text, style) lines: what was and was not done,
+    and every interrupt request, in the pages' words."""
     outcome = execution.outcome or {}
     titles = {step["id"]: step["title"] for step in execution.steps}
+    statuses = {step["id"]: step["status"] for step in execution.steps}
+    summary = display.overall(execution.steps)
     lines = [
         (
-            f"Execution {execution.id} {execution.status}.",
+            f"Execution {execution.id} {execution.status}: {summary['text']}.",
             STATUS_STYLE.get(execution.status, "bold"),
         )
     ]
     processed = outcome.get("steps_processed", [])
     not_processed = outcome.get("steps_not_processed", [])
     lines.append((f"Processed ({len(processed)}):", "bold"))
-    lines += [
-        (f"  ✓ {step_id}  {titles.get(step_id, '')}", "") for step_id in processed
-    ]
+    lines += _listed(
+        [f"  ✓ {step_id}  {titles.get(step_id, '')}" for step_id in processed]
+    )
     lines.append((f"Not processed ({len(not_processed)}):", "bold"))
-    statuses = {step["id"]: step["status"] for step in execution.steps}
-    lines += [
-        (f"  ✗ {step_id}  {titles.get(step_id, '')} ({statuses.get(step_id)})", "")
-        for step_id in not_processed
-    ]
+    lines += _listed(
+        [
+            f"  ✗ {step_id}  {titles.get(step_id, '')} ({statuses.get(step_id)})"
+            for step_id in not_processed
+        ]
+    )
     for step_id, error in outcome.get("errors", {}).items():
         lines.append((f"Error in {step_id}: {error}", "red"))
     request = execution.interrupt_snapshot()
-    if request:
-        who = request["by"] or "someone"
-        kind = "Forced interrupt" if request["force"] else "Interrupt"
-        line = f"{kind} requested by {who} from {request['source']} at "
-        line += request["requested_at"]
-        if request["reason"]:
-            line += f": {request['reason']}"
+    for each in request["requests"] if request else []:
+        kind = "Forced interrupt" if each["force"] else "Interrupt"
+        line = f"{kind} requested by {each['by'] or 'someone'} from "
+        line += f"{display.source_label(each['source'])} at {local_time(each['at'])}"
+        if each["reason"]:
+            line += f": {each['reason']}"
         lines.append((line, ""))
+    if request and request["delivered_at"]:
+        delivered = local_time(request["delivered_at"])
+        lines.append((f"Delivered to the run at {delivered}.", "dim"))
     return lines
+
+
+def _listed(items: list[str]) -> list[tuple[str, str]]:
+    shown = [(item, "") for item in items[:REPORT_LIST]]
+    if len(items) > REPORT_LIST:
+        shown.append((f"  … and {len(items) - REPORT_LIST} more", "dim"))
+    return shown
 
 
 class ClosedPipeSafe(io.TextIOBase):

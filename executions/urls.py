@@ -7,6 +7,12 @@ app_name = "executions"
 urlpatterns = [
     # Pages (login required).
     path("executions/", views.execution_list, name="list"),
+    path("executions/new/", views.execution_new, name="new"),
+    path(
+        "executions/interrupt/",
+        views.execution_bulk_interrupt,
+        name="bulk-interrupt",
+    ),
     path("executions/<str:execution_id>/", views.execution_detail, name="detail"),
     path(
         "executions/<str:execution_id>/interrupt/",

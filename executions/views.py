@@ -9,37 +9,54 @@ shared URL shows what a live page shows.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import defaultdict
-from datetime import datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
-from django.template.defaultfilters import filesizeformat
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import errors, services
+from . import display, errors, listing, services
 from .api import error_response
 from .forms import StartForm
 from .models import Execution, Source
 
-#: The list page shows this many of the newest executions.
-LIST_LIMIT = 100
-
-SOURCE_LABELS = dict(Source.choices)
+#: Where the session keeps the command last started from the form.
+LAST_CMD = "executions.last_cmd"
 FORCE_VALUES = {"": False, "0": False, "false": False, "1": True, "true": True}
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def execution_list(request: HttpRequest) -> HttpResponse:
-    """The executions, newest first, and the form that starts one."""
-    executions = services.list_executions(user=request.user)[:LIST_LIMIT]
-    form = StartForm(request.POST if request.method == "POST" else None)
+    """The runs table: filters, search, sort, keyset pages, counts per state.
+    A POST starts a run, as the start page's form does (older pages and
+    scripts post here)."""
     if request.method == "POST":
+        return execution_new(request)
+    query = listing.read(request.GET)
+    page = listing.page(services.list_executions(user=request.user), query)
+    context = {
+        "page": page,
+        "rows": [execution.snapshot() for execution in page.rows],
+        "sorts": {key: label for key, (label, *_) in listing.SORTS.items()},
+        "can_start": services.can(request.user, "add"),
+        "can_interrupt": services.can(request.user, "interrupt"),
+    }
+    return render(request, "executions/list.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def execution_new(request: HttpRequest) -> HttpResponse:
+    """The start form; `?again=<id>` fills it in from an earlier run, else it
+    shows the command chosen last."""
+    services.check(request.user, "add")
+    if request.method == "POST":
+        form = StartForm(request.POST)
         try:
             started = services.start_execution(
                 **form.start_args(), user=request.user, source=Source.WEB
@@ -47,6 +64,7 @@ def execution_list(request: HttpRequest) -> HttpResponse:
         except errors.REFUSALS as exc:
             form.add_errors(_field_errors(_refusal(exc)))
         else:
+            request.session[LAST_CMD] = form.cmd
             if not started.created:
                 messages.info(
                     request,
@@ -54,13 +72,47 @@ def execution_list(request: HttpRequest) -> HttpResponse:
                     "this is its active execution.",
                 )
             return redirect(started.execution)
-    context = {
-        "rows": [_row(execution.snapshot()) for execution in executions],
-        "form": form if services.can(request.user, "add") else None,
-        "sources": SOURCE_LABELS,
-    }
+    else:
+        form = StartForm(_initial(request))
     status = 400 if form.errors or form.non_field_errors else 200
-    return render(request, "executions/list.html", context, status=status)
+    context = {"form": form, "strategies": display.STRATEGIES}
+    return render(request, "executions/new.html", context, status=status)
+
+
+@login_required
+@require_POST
+def execution_bulk_interrupt(request: HttpRequest) -> HttpResponse:
+    """The list's "Interrupt selected" and "Force selected": the service for
+    each run, then one truthful summary."""
+    force = request.POST.get("force") == "1"
+    reason = request.POST.get("reason", "").strip()
+    results: dict[str, list[str]] = defaultdict(list)
+    for execution_id in request.POST.getlist("ids"):
+        try:
+            result = services.request_interrupt(
+                execution_id,
+                user=request.user,
+                source=Source.WEB,
+                force=force,
+                reason=reason,
+            ).result
+        except errors.REFUSALS as exc:
+            error = errors.of(exc)
+            if isinstance(error, errors.Forbidden):
+                raise error from None
+            key = "finished" if isinstance(error, errors.NotRunning) else "refused"
+            results[key].append(execution_id[:8])
+            if key == "refused":
+                messages.error(request, f"Not interrupted {execution_id[:8]}: {error}")
+            continue
+        results[result.value].append(execution_id[:8])
+    text = display.bulk_summary(results, force=force)
+    if text:
+        messages.info(request, text)
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        back = ""
+    return redirect(back or "executions:list")
 
 
 @login_required
@@ -166,143 +218,44 @@ def _detail(
     snapshot = execution.snapshot()
     context = {
         "execution": snapshot,
-        "display": _row(snapshot),
-        "stages": _stages([_step(step) for step in snapshot["steps"]]),
-        "outcome": _outcome(snapshot),
-        "interrupt": _interrupt(snapshot),
+        "titles": {step["id"]: step["title"] for step in snapshot["steps"]},
+        "states": {step["id"]: step["status"] for step in snapshot["steps"]},
         "can_interrupt": services.can(request.user, "interrupt")
         and not execution.is_finished,
-        "can_resume": services.can(request.user, "add"),
+        "can_start": services.can(request.user, "add"),
         "resumable": execution.status in services.RESUMABLE,
-        "sources": SOURCE_LABELS,
         "server_now": int(time.time() * 1000),
     }
     return render(request, "executions/detail.html", context, status=status)
 
 
-# -- display: the same text the page's script renders from a snapshot ----------
-
-
-def timestamp(iso: str | None) -> str:
-    """`2025-01-31 12:00:05` (UTC) from the snapshot's ISO 8601 text."""
-    return iso[:19].replace("T", " ") if iso else ""
-
-
-def duration(seconds: float) -> str:
-    """`0.6s`, `42s`, `1m 05s`, `2h 03m`: tenths only while they matter."""
-    if seconds < 10:
-        return f"{math.floor(max(0.0, seconds) * 10) / 10:.1f}s"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
-
-
-def elapsed(started: str | None, finished: str | None) -> str:
-    if not started:
-        return ""
-    end = _parse(finished) if finished else datetime.now().astimezone()
-    return duration((end - _parse(started)).total_seconds())
-
-
-def progress_text(progress: dict) -> str:
-    done, total = progress["done"], progress["total"]
-    if progress["unit"] == "bytes":
-        shown = filesizeformat(done)
-        return f"{shown} / {filesizeformat(total)}" if total is not None else shown
-    return f"{done} / {total} steps" if total is not None else f"{done} steps"
-
-
-def progress_bar(step: dict) -> dict[str, int] | None:
-    """`<progress>` value and max; None for an indeterminate bar (a running
-    step that does not know its total yet)."""
-    done, total = step["progress"]["done"], step["progress"]["total"]
-    if total is None:
-        if step["status"] in ("running", "stalled"):
+def _initial(request: HttpRequest) -> QueryDict:
+    """What the start form shows first: an earlier run's command, params,
+    profile and strategy (Run again), or the command chosen last."""
+    initial = QueryDict(mutable=True)
+    again = request.GET.get("again")
+    if again:
+        snapshot = _get_or_404(again, request.user).snapshot()
+        initial["cmd"] = snapshot["cmd"]
+        for name, value in (snapshot["params"] or {}).items():
+            initial[f"{snapshot['cmd']}.{name}"] = _as_input(value)
+        kind, _, n = (snapshot["strategy"] or "").partition(":")
+        initial.update({"profile": snapshot["profile"] or "", "strategy": kind})
+        if n:
+            initial["strategy_n"] = n
+        for name in ("timeout", "force_after"):
+            if snapshot[name] is not None:
+                initial[name] = f"{snapshot[name]:g}"
+    else:
+        initial["cmd"] = request.GET.get("cmd") or request.session.get(LAST_CMD, "")
+        if not initial["cmd"]:
             return None
-        return {"value": 0, "max": 1}
-    if total <= 0:
-        return {"value": 1 if step["status"] == "succeeded" else 0, "max": 1}
-    return {"value": min(max(done, 0), total), "max": total}
+    return initial
 
 
-def source_label(source: str) -> str:
-    return SOURCE_LABELS.get(source, source)
-
-
-def _parse(iso: str) -> datetime:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
-
-
-def _row(snapshot: dict) -> dict:
-    return {
-        **snapshot,
-        "created": timestamp(snapshot["created_at"]),
-        "started": timestamp(snapshot["started_at"]),
-        "finished": timestamp(snapshot["finished_at"]),
-        "elapsed": elapsed(snapshot["started_at"], snapshot["finished_at"]),
-        "source_label": source_label(snapshot["created_from"]),
-    }
-
-
-def _step(step: dict) -> dict:
-    return {
-        **step,
-        "after": step.get("after", []),
-        "progress_text": progress_text(step["progress"]),
-        "bar": progress_bar(step),
-        "elapsed": elapsed(step["started_at"], step["finished_at"]),
-    }
-
-
-def _outcome(snapshot: dict) -> dict | None:
-    outcome = snapshot["outcome"]
-    if outcome is None:
-        return None
-    titles = {step["id"]: step["title"] for step in snapshot["steps"]}
-    return {
-        "kind": outcome["kind"],
-        "processed": [(i, titles.get(i, i)) for i in outcome["steps_processed"]],
-        "not_processed": [
-            (i, titles.get(i, i)) for i in outcome["steps_not_processed"]
-        ],
-        "errors": sorted(outcome["errors"].items()),
-    }
-
-
-def _interrupt(snapshot: dict) -> dict | None:
-    interrupt = snapshot["interrupt"]
-    if interrupt is None:
-        return None
-    return {
-        **interrupt,
-        "requested": timestamp(interrupt["requested_at"]),
-        "source_label": source_label(interrupt["source"]),
-    }
-
-
-def _stages(steps: list[dict]) -> list[list[dict]]:
-    """Steps grouped by depth in the graph: a stage's steps may run side by
-    side (demo.deploy's parallel branches), each after the stages above."""
-    ids = {step["id"] for step in steps}
-    waiting = {step["id"]: 0 for step in steps}
-    children: dict[str, list[str]] = defaultdict(list)
-    for step in steps:
-        for dependency in step["after"]:
-            if dependency in ids:
-                waiting[step["id"]] += 1
-                children[dependency].append(step["id"])
-    depth = {step_id: 0 for step_id, count in waiting.items() if count == 0}
-    ready = list(depth)
-    for step_id in ready:
-        for child in children[step_id]:
-            depth[child] = max(depth.get(child, 0), depth[step_id] + 1)
-            waiting[child] -= 1
-            if waiting[child] == 0:
-                ready.append(child)
-    stages: list[list[dict]] = [[] for _ in range(max(depth.values(), default=0) + 1)]
-    for step in steps:
-        stages[depth.get(step["id"], 0)].append(step)
-    return [stage for stage in stages if stage]
+def _as_input(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

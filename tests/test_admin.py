@@ -50,11 +50,17 @@ def finished(status: str = Status.SUCCEEDED) -> Execution:
     return execution
 
 
-def run_action(client: Client, *executions: Execution):
+def run_action(
+    client: Client,
+    *executions: Execution,
+    action: str = "interrupt_selected",
+    reason: str = "",
+):
     return client.post(
         CHANGELIST,
         {
-            "action": "interrupt_selected",
+            "action": action,
+            "reason": reason,
             "_selected_action": [str(execution.pk) for execution in executions],
         },
     )
@@ -108,11 +114,7 @@ def test_action_interrupts_mixed_selection(operator, interrupter):
 
     assert response.status_code == 302
     assert messages_of(response) == [
-        ("success", "Interrupted 2 executions."),
-        (
-            "warning",
-            f"Not running: {short(broken)} (failed), {short(done)} (succeeded).",
-        ),
+        ("success", "Interrupt requested for 2 executions; 2 already finished."),
     ]
     live.refresh_from_db()
     assert live.status == Status.INTERRUPTING
@@ -134,11 +136,29 @@ def test_action_reports_pending_interrupt_as_already(operator):
 
     response = run_action(operator, execution)
 
-    assert messages_of(response) == [
-        ("info", f"Already interrupting: {short(execution)}.")
-    ]
+    assert messages_of(response) == [("warning", "1 already interrupting.")]
     execution.refresh_from_db()
     assert execution.interrupt_source == "cli"
+
+
+def test_force_action_escalates_with_a_reason(operator, interrupter):
+    live, done = running(), finished()
+    services.request_interrupt(live.pk, source="cli")
+
+    response = run_action(
+        operator, live, done, action="force_selected", reason="stuck on upload"
+    )
+
+    assert messages_of(response) == [
+        ("success", "Forced interrupt requested for 1 execution; 1 already finished.")
+    ]
+    live.refresh_from_db()
+    assert live.interrupt_force is True
+    requests = [r.snapshot() for r in live.interrupt_requests.all()]
+    assert [(r["by"], r["force"], r["reason"]) for r in requests] == [
+        (None, False, ""),
+        ("ada", True, "stuck on upload"),
+    ]
 
 
 def test_action_offered_only_with_interrupt_permission(operator, viewer):
@@ -357,9 +377,14 @@ def test_changelist_shows_status_progress_and_interrupter(viewer, interrupter):
 
     content = viewer.get(CHANGELIST).content.decode()
 
-    assert "execution-status-interrupting" in content
-    assert "1/5 steps" in content
+    assert (
+        '<span class="badge status-interrupting" '
+        'title="asked to stop: no new step starts">interrupting</span>'
+    ) in content
+    assert "1 / 5 · 20 %" in content
     assert "ada (Admin)" in content
+    assert '<a href="/executions/">Live list</a>' in content
+    assert "/static/executions/badges.css" in content
 
 
 def test_change_page_shows_steps_outcome_and_live_link(viewer):
@@ -381,12 +406,13 @@ def test_change_page_shows_steps_outcome_and_live_link(viewer):
     content = viewer.get(change_url(execution)).content.decode()
 
     assert (
-        "<td><code>step-1</code></td><td>Step 1 of 5</td><td>succeeded</td>" in content
-    )
+        "<td><code>step-1</code></td><td>Step 1 of 5</td><td>"
+        '<span class="badge status-succeeded" title="done">succeeded</span></td>'
+    ) in content
     assert "<td>tick 10 of 10</td>" in content
     assert "<td>disk full</td></tr>" in content
-    assert "<dt>Kind</dt><dd>failed</dd>" in content
-    assert "<dt>Processed</dt><dd>step-1</dd>" in content
+    assert '<dt>Kind</dt><dd><span class="badge status-failed"' in content
+    assert "<dt>Processed (1)</dt><dd>step-1</dd>" in content
     assert "<dd>step-2, step-3, step-4, step-5</dd>" in content
     assert "<li><code>step-2</code>: disk full</li>" in content
     assert f'<a href="/executions/{execution.pk}/">' in content

@@ -66,7 +66,7 @@ def page_audit(client: Client, execution_id) -> dict[str, str]:
         r"<dt>Started by</dt><dd>(.*?) <span class=\"muted\">\((.*?)\)</span>", html
     )
     fields = dict(re.findall(r'data-field="(interrupt-[a-z]+)"[^>]*>([^<]*)<', html))
-    created = re.search(r'<time data-field="created">([^<]*)<', html)
+    created = re.search(r'<time data-field="created"[^>]*>([^<]*)<', html)
     return {
         "by": started.group(1),
         "from": started.group(2),

@@ -674,7 +674,7 @@ INTERRUPT_DOORS = {
 
 
 def not_running_answer(door: str, target: Execution):
-    status, short = target.status, str(target.pk)[:8]
+    status = target.status
     text = f"Execution {target.pk} is not running: it is {status}."
     return {
         "api": (409, {"error": "not_running", "message": text, "status": status}),
@@ -688,7 +688,7 @@ def not_running_answer(door: str, target: Execution):
                 )
             ],
         ),
-        "admin-action": (302, [("warning", f"Not running: {short} ({status}).")]),
+        "admin-action": (302, [("warning", "1 already finished.")]),
         "admin-button": (302, [("warning", text)]),
         "cli": (1, text),
     }[door]
@@ -699,7 +699,7 @@ def already_answer(door: str, target: Execution):
     return {
         "api": (202, target.snapshot()),
         "page": (302, [("success", "An interrupt was already requested.")]),
-        "admin-action": (302, [("info", f"Already interrupting: {short}.")]),
+        "admin-action": (302, [("warning", "1 already interrupting.")]),
         "admin-button": (
             302,
             [("warning", f"{short}: An interrupt was already requested.")],

@@ -178,7 +178,11 @@ def test_admin_refuses_a_user_who_is_not_staff(make_user, targets):
 # -- the admin actions ----------------------------------------------------------------
 
 ADMIN_ACTIONS = {
-    "interrupt_selected": ("interrupt", "running", "Interrupted 1 execution."),
+    "interrupt_selected": (
+        "interrupt",
+        "running",
+        "Interrupt requested for 1 execution.",
+    ),
     "resume_selected": ("add", "resumable", "Resumed "),
 }
 

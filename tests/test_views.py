@@ -9,7 +9,7 @@ import time
 import pytest
 from django.test import Client
 
-from executions import services, views
+from executions import services
 from executions.models import Execution, Source, Status
 
 pytestmark = pytest.mark.django_db
@@ -148,13 +148,16 @@ def test_execution_list_shows_executions_newest_first(make_user):
     assert content.index(str(newer.id)) < content.index(str(older.id))
     assert "Demo: deploy an application" in content
     assert "alice" in content
-    assert 'class="badge status-queued">queued<' in content
+    assert (
+        '<span class="badge status-queued" data-field="status" '
+        'title="waiting for a supervisor to take it">queued</span>'
+    ) in content
 
 
-def test_execution_list_shows_the_start_form_to_starters(make_user):
+def test_execution_new_shows_the_start_form_to_starters(make_user):
     client = logged_in(make_user("view", "add"))
 
-    response = client.get("/executions/")
+    response = client.get("/executions/new/")
 
     content = response.content.decode()
     assert '<select name="cmd" id="id_cmd">' in content
@@ -163,13 +166,203 @@ def test_execution_list_shows_the_start_form_to_starters(make_user):
     assert 'name="files.sync.src"' in content
 
 
-def test_execution_list_hides_the_start_form_without_add_permission(make_user):
+def test_execution_list_links_the_start_page_only_for_starters(make_user):
+    viewer = logged_in(make_user("view"))
+    starter = logged_in(make_user("view", "add"))
+
+    hidden = viewer.get("/executions/").content.decode()
+    shown = starter.get("/executions/").content.decode()
+
+    assert 'id="start-link"' not in hidden
+    assert 'href="/executions/new/" id="start-link"' in shown
+    assert viewer.get("/executions/new/").status_code == 403
+
+
+def rows_of(response) -> list[str]:
+    return re.findall(
+        r'<tr class="execution-row[^"]*" data-execution-id="([^"]+)"',
+        (response.content.decode()),
+    )
+
+
+def test_execution_list_filters_by_status_command_profile_and_starter(make_user):
+    alice = make_user("view", "add", username="alice")
+    deploy = start("demo.deploy", user=alice)
+    mine = start(user=alice)
+    other = start()
+    services.start_execution(
+        "demo.steps", {}, profile="staging", source=Source.CLI, dispatch=False
+    )
+    services.request_interrupt(other.id, source=Source.CLI)
+    client = logged_in(alice)
+
+    by_cmd = rows_of(client.get("/executions/?cmd=demo.deploy"))
+    by_status = rows_of(client.get("/executions/?status=interrupted"))
+    by_starter = rows_of(client.get("/executions/?by=alice"))
+    by_profile = client.get("/executions/?profile=staging")
+
+    assert by_cmd == [str(deploy.id)]
+    assert by_status == [str(other.id)]
+    assert by_starter == [str(mine.id), str(deploy.id)]
+    assert len(rows_of(by_profile)) == 1
+
+
+def test_execution_list_counts_each_state_within_the_other_filters(make_user):
     client = logged_in(make_user("view"))
+    start()
+    start()
+    services.request_interrupt(start().id, source=Source.CLI)
+    start("demo.deploy")
 
-    response = client.get("/executions/")
+    content = client.get("/executions/?cmd=demo.steps&status=queued").content.decode()
 
-    assert response.status_code == 200
-    assert 'id="start-form"' not in response.content.decode()
+    assert re.search(
+        r'data-count="queued"><span class="dot"></span>queued <b>2</b>', content
+    )
+    assert re.search(
+        r'data-count="interrupted"><span class="dot"></span>interrupted <b>1</b>',
+        content,
+    )
+    assert "all <b>3</b>" in content
+
+
+def test_execution_list_finds_a_run_by_id_prefix(make_user):
+    client = logged_in(make_user("view"))
+    wanted = start()
+    start()
+
+    short = rows_of(client.get(f"/executions/?q={str(wanted.id)[:5]}"))
+    full = rows_of(client.get(f"/executions/?q={str(wanted.id).upper()}"))
+    junk = rows_of(client.get("/executions/?q=not-hex"))
+
+    assert short == [str(wanted.id)]
+    assert full == [str(wanted.id)]
+    assert junk == []
+
+
+def test_execution_list_pages_by_keyset_and_sorts(make_user, monkeypatch):
+    from executions import listing
+
+    monkeypatch.setattr(listing, "PAGE_SIZE", 2)
+    client = logged_in(make_user("view"))
+    runs = [start() for _ in range(3)]
+
+    first = client.get("/executions/")
+    after = re.search(r'href="\?after=([0-9a-f-]+)" rel="next"', first.content.decode())
+    start()  # a new run must not shift the next page
+    second = client.get(f"/executions/?after={after.group(1)}")
+    oldest = client.get("/executions/?sort=oldest")
+
+    assert rows_of(first) == [str(runs[2].id), str(runs[1].id)]
+    assert rows_of(second) == [str(runs[0].id)]
+    assert 'rel="next"' not in second.content.decode()
+    assert rows_of(oldest) == [str(runs[0].id), str(runs[1].id)]
+
+
+def test_execution_list_shows_id_progress_duration_and_params(make_user):
+    client = logged_in(make_user("view"))
+    execution = succeeded(count=2)
+
+    content = client.get("/executions/").content.decode()
+
+    assert f"<code>{str(execution.id)[:8]}</code>" in content
+    assert '<span class="muted small" data-field="overall">2 / 2</span>' in content
+    assert 'aria-label="Progress of' in content
+    assert '<span class="param">count=2</span>' in content
+
+
+def test_execution_bulk_interrupt_says_truthfully_what_it_did(make_user):
+    alice = make_user("view", "interrupt", username="alice")
+    queued, pending, done = start(), running(), succeeded()
+    services.request_interrupt(pending.id, source=Source.CLI)
+    ids = [str(queued.id), str(pending.id), str(done.id)]
+
+    response = logged_in(alice).post(
+        "/executions/interrupt/",
+        {
+            "ids": ids,
+            "reason": "maintenance",
+            "force": "0",
+            "next": "/executions/?cmd=demo.steps",
+        },
+        follow=True,
+    )
+
+    assert response.redirect_chain[-1][0] == "/executions/?cmd=demo.steps"
+    assert shown_messages(response) == [
+        "Interrupt requested for 1 execution; 1 already interrupting; "
+        "1 already finished."
+    ]
+    queued.refresh_from_db()
+    assert queued.status == Status.INTERRUPTED
+    assert queued.interrupt_reason == "maintenance"
+    assert queued.interrupt_source == Source.WEB
+
+
+def test_execution_bulk_force_escalates_and_needs_permission(make_user):
+    pending = running()
+    services.request_interrupt(pending.id, source=Source.CLI)
+    viewer = logged_in(make_user("view"))
+    operator = logged_in(make_user("view", "interrupt"))
+
+    refused = viewer.post(
+        "/executions/interrupt/", {"ids": [str(pending.id)], "force": "1"}
+    )
+    response = operator.post(
+        "/executions/interrupt/",
+        {"ids": [str(pending.id)], "force": "1", "next": "https://evil.example/"},
+        follow=True,
+    )
+
+    assert refused.status_code == 403
+    assert response.redirect_chain[-1][0] == "/executions/"
+    assert shown_messages(response) == ["Forced interrupt requested for 1 execution."]
+    pending.refresh_from_db()
+    assert pending.interrupt_force is True
+
+
+def test_execution_new_remembers_the_command_started_last(make_user):
+    client = logged_in(make_user("view", "add"))
+
+    client.post("/executions/new/", start_form(cmd="demo.deploy"))
+    content = client.get("/executions/new/").content.decode()
+
+    assert '<option value="demo.deploy" selected>' in content
+
+
+def test_execution_new_again_fills_in_an_earlier_run(make_user):
+    client = logged_in(make_user("view", "add"))
+    earlier = services.start_execution(
+        "demo.steps",
+        {"count": 7, "cooperative": False},
+        profile="staging",
+        strategy="poll-next-n:2",
+        force_after=30,
+        source=Source.CLI,
+        dispatch=False,
+    ).execution
+
+    content = client.get(f"/executions/new/?again={earlier.id}").content.decode()
+
+    assert '<option value="demo.steps" selected>' in content
+    assert 'name="demo.steps.count" id="id_demo.steps.count" value="7"' in content
+    assert (
+        'name="demo.steps.cooperative" id="id_demo.steps.cooperative" value="true">'
+        in content
+    )
+    assert 'name="profile" id="id_profile" value="staging"' in content
+    assert '<option value="poll-next-n" selected>' in content
+    assert 'id="id_strategy_n" value="2"' in content
+    assert 'id="id_force_after" value="30"' in content
+
+
+def test_execution_new_explains_each_strategy(make_user):
+    client = logged_in(make_user("view", "add"))
+
+    content = client.get("/executions/new/").content.decode()
+
+    assert "a cooperative step may stop at 5 %" in content
+    assert "only a forced interrupt stops it" in content
 
 
 def test_execution_list_without_view_permission_is_forbidden(make_user):
@@ -353,7 +546,7 @@ def test_execution_detail_renders_steps(make_user):
     for number in (1, 2, 3):
         assert f'data-step-id="step-{number}"' in content
         assert f"Step {number} of 3" in content
-    assert '<span data-field="progress">0 / 4 steps</span>' in content
+    assert '<span data-field="progress">0 / 4</span>' in content
     assert "after step-2" in content
     assert 'id="execution-snapshot"' in content
 
@@ -452,35 +645,6 @@ def test_execution_detail_shows_the_outcome_and_who_interrupted(make_user):
     assert "none" in processed
     assert "<code>step-1</code> Step 1 of 2" in not_processed
     assert "<code>step-2</code> Step 2 of 2" in not_processed
-
-
-def test_execution_detail_groups_parallel_branches_in_stages():
-    steps = start("demo.deploy").snapshot()["steps"]
-
-    stages = views._stages(steps)
-
-    assert [[step["id"] for step in stage] for stage in stages] == [
-        ["app_download"],
-        ["s3_bucket", "iam_policy"],
-        ["iam_role"],
-        ["instance_profile"],
-        ["s3_object"],
-    ]
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [
-        (-1, "0.0s"),
-        (0.66, "0.6s"),
-        (9.99, "9.9s"),
-        (59.9, "59s"),
-        (65, "1m 05s"),
-        (3725, "1h 02m"),
-    ],
-)
-def test_duration_formats_elapsed_time(seconds, text):
-    assert views.duration(seconds) == text
 
 
 # -- the Interrupt form ---------------------------------------------------------------
@@ -711,3 +875,51 @@ def test_execution_resume_unknown_is_404_and_get_is_405(make_user):
 
     assert client.post("/executions/nope/resume/").status_code == 404
     assert client.get(f"/executions/{interrupted().id}/resume/").status_code == 405
+
+
+def test_execution_detail_shows_every_interrupt_request_and_the_stopping_steps(
+    make_user,
+):
+    alice = make_user("view", "interrupt", username="alice")
+    bob = make_user("view", "interrupt", username="bob")
+    execution = running(count=2)
+    execution.save_steps(
+        [{**execution.steps[0], "status": "running"}, execution.steps[1]]
+    )
+    services.request_interrupt(
+        execution.id, user=alice, source=Source.WEB, reason="why"
+    )
+    services.request_interrupt(execution.id, user=bob, source=Source.API, force=True)
+    Execution.objects.filter(pk=execution.pk).update(
+        interrupt_delivered_at=execution.created_at
+    )
+
+    content = logged_in(alice).get(f"/executions/{execution.id}/").content.decode()
+
+    rows = re.findall(r'<tr data-request="\d">(.*?)</tr>', content, re.S)
+    assert len(rows) == 2
+    cells = [re.findall(r"<td>(.*?)</td>", row, re.S)[1:4] for row in rows]
+    assert cells == [
+        ["alice", "Web page", "graceful"],
+        ["bob", "JSON API", "<strong>forced</strong>"],
+    ]
+    stopping = re.findall(
+        r'data-field="stopping" class="step-stopping"( hidden)?>', content
+    )
+    assert stopping == ["", " hidden"]
+
+
+def test_execution_detail_names_its_status_and_progress_for_assistive_tech(make_user):
+    execution = running(count=2)
+
+    content = (
+        logged_in(make_user("view"))
+        .get(f"/executions/{execution.id}/")
+        .content.decode()
+    )
+
+    assert "<title>running · Demo: a chain of steps · peace_site</title>" in content
+    assert 'role="status" aria-live="polite">Status: running</p>' in content
+    assert 'aria-labelledby="overall-text"' in content
+    assert content.count('aria-labelledby="title-step-') == 2
+    assert content.index("<h1>") < content.index("<h2")

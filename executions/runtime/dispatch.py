@@ -9,6 +9,7 @@ still happens."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 
 from ..conf import conf
@@ -76,4 +77,8 @@ def dispatch(execution_id) -> None:
     if running is loop:
         _supervisor.start(execution_id)
     else:
-        loop.call_soon_threadsafe(lambda: _supervisor.start(execution_id))
+        # A fresh context: the run must not inherit the request's asgiref
+        # executors, which are gone once the response is sent.
+        loop.call_soon_threadsafe(
+            lambda: _supervisor.start(execution_id), context=contextvars.Context()
+        )

@@ -8,8 +8,8 @@ from django.core.management import CommandError, call_command
 
 from executions import services
 from executions.engine import InterruptSignal
-from executions.management.commands.execute import FORCED, GRACEFUL
 from executions.models import Execution, Status
+from executions.terminal import FORCED, GRACEFUL
 from tests.factories import run_here
 from tests.processes import Process
 

@@ -17,7 +17,9 @@ def test_admin_action_interrupts_a_run_watched_in_another_window(
     browser, daphne_url, log_in, make_user, artifacts
 ):
     operator = make_user("view", "add", "interrupt", username="ops", is_staff=True)
-    starter, watcher = browser.new_context(), browser.new_context()
+    viewport = {"width": 1280, "height": 800}
+    starter = browser.new_context(viewport=viewport)
+    watcher = browser.new_context(viewport=viewport)
     page, watching = starter.new_page(), watcher.new_page()
     log_in(page, operator)
     log_in(watching, operator)
@@ -26,11 +28,21 @@ def test_admin_action_interrupts_a_run_watched_in_another_window(
     expect(watching.locator(STATUS)).to_have_text("running", timeout=LIVE)
 
     page.goto(f"{daphne_url}/admin/executions/execution/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    results = "document.querySelector('#changelist .results')"
+    assert page.evaluate(f"{results}.scrollWidth <= {results}.clientWidth")
+    expect(page.locator(f'tr:has(input[value="{execution_id}"]) .badge')).to_have_text(
+        "running"
+    )
+    page.screenshot(path=artifacts / "admin-changelist-1280.png", full_page=True)
+    page.fill('input[name="reason"]', "from the admin")
     page.check(f'input[name="_selected_action"][value="{execution_id}"]')
     page.select_option('select[name="action"]', "interrupt_selected")
     page.click('button[name="index"]')
 
-    expect(page.locator(".messagelist")).to_contain_text("Interrupted 1 execution")
+    expect(page.locator(".messagelist")).to_contain_text(
+        "Interrupt requested for 1 execution."
+    )
     expect(watching.locator(STATUS)).to_have_text("interrupted", timeout=LIVE)
     processed, not_processed = outcome_lists(watching)
     assert "step-6" in not_processed
@@ -42,6 +54,7 @@ def test_admin_action_interrupts_a_run_watched_in_another_window(
     assert execution.status == Status.INTERRUPTED
     assert execution.interrupt_source == Source.ADMIN
     assert execution.interrupt_requested_by == operator
+    assert execution.interrupt_reason == "from the admin"
 
     page.goto(f"{daphne_url}/admin/executions/execution/{execution_id}/change/")
 

@@ -24,7 +24,7 @@ STATUS = "#execution h1 [data-field=status]"
 
 def start_from_list(page, daphne_url: str, **params) -> str:
     """Fill the start form for demo.steps and submit it; return the ID."""
-    page.goto(f"{daphne_url}/executions/")
+    page.goto(f"{daphne_url}/executions/new/")
     page.select_option("#id_cmd", "demo.steps")
     for name, value in params.items():
         selector = f'[name="demo.steps.{name}"]'
@@ -96,7 +96,7 @@ def test_browser_start_watch_and_interrupt_live(
         timeout=LIVE,
     )
     expect(step(page, "step-1", "status")).to_have_text("succeeded")
-    expect(step(page, "step-1", "progress")).to_have_text("10 / 10 steps")
+    expect(step(page, "step-1", "progress")).to_have_text("10 / 10")
     expect(page.locator(STATUS)).to_have_text("running")
     page.screenshot(path=artifacts / "detail-running.png", full_page=True)
 

@@ -19,7 +19,13 @@ from django.core.management.base import BaseCommand, CommandError
 from executions import services
 from executions.models import Execution, Source, Status
 from executions.runtime.supervisor import Supervisor
-from executions.terminal import ClosedPipeSafe, TerminalBars, describe_cmds, report
+from executions.terminal import (
+    ClosedPipeSafe,
+    TerminalBars,
+    describe_cmds,
+    interrupt_notice,
+    report,
+)
 
 EXIT_CODES = {
     Status.SUCCEEDED: 0,
@@ -29,15 +35,6 @@ EXIT_CODES = {
 }
 USAGE, BUSY = 2, 3
 
-GRACEFUL = (
-    "Interrupt requested: steps in flight finish or stop at their checkpoint; "
-    "no new step starts. Press Ctrl-C again to force."
-)
-IGNORED = (
-    "Interrupt recorded: this run's strategy is ignore, so it goes on to the "
-    "end. Press Ctrl-C again to force."
-)
-FORCED = "Forcing: steps in flight are cancelled now."
 #: Errors of these fields are about the options, not the command's params.
 OPTIONS = ("strategy", "profile", "timeout", "force_after")
 
@@ -208,12 +205,15 @@ class Command(BaseCommand):
         def on_signal(source: str) -> None:
             self.presses += 1
             force = self.presses > 1
+            ended = bool(bars and bars.ended)
             if self.presses <= 2:
                 ignored = execution.strategy == "ignore"
-                text = FORCED if force else IGNORED if ignored else GRACEFUL
-                if not force and execution.force_after:
-                    text += f" Forcing in {execution.force_after:g} s otherwise."
-                self.say(bars, text)
+                notice = interrupt_notice(force=force, ignored=ignored, ended=ended)
+                self.say(bars, notice)
+            if ended:
+                return
+            if bars:
+                bars.interrupt_requested(force=force, force_after=execution.force_after)
             task = loop.create_task(self.request(supervisor, execution, source, force))
             pending.add(task)
             task.add_done_callback(pending.discard)

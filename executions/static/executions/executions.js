@@ -1,30 +1,51 @@
 /*
- * Live execution pages: the list and one execution.
+ * Live execution pages: the list, one execution, the start form.
  *
  * The server renders every page completely (it works without JavaScript);
- * this script keeps it current from the websockets and submits the Interrupt
- * form in place. Data is written with textContent only, never innerHTML:
- * step messages and titles may contain markup.
+ * this script keeps it current from the websockets. The words come from the
+ * server (the #execution-vocabulary blob, executions/display.py); the few
+ * formats below mirror display.py, and a browser test checks that a live
+ * page and a reloaded one read the same. Sections marked data-refresh are
+ * re-rendered by the server and swapped in, so their text has one source.
+ * Data is written with textContent only, never innerHTML: step messages and
+ * titles may contain markup.
  */
 (function () {
   "use strict";
 
   var RESYNC_MS = 15000;
   var TICK_MS = 200;
+  var REFRESH_MS = 1000;
+  var LIST_POLL_MS = 5000;
   var MAX_BACKOFF_MS = 15000;
+  var MAX_LOG_LINES = 5000;
   var TERMINAL = ["interrupted", "succeeded", "failed", "lost"];
+  var HIDEABLE = ["succeeded", "interrupted", "skipped"];
+  var RESUMABLE = ["interrupted", "failed", "lost"];
   var STATUS_CLASS = /^[a-z-]+$/;
+  var VOCABULARY = { states: {}, outcomes: {}, sources: {}, strategies: {}, colours: {} };
 
-  // -- formatting: the same text the server renders (see views.py) ----------
+  // -- formats: the same text display.py renders ------------------------------
 
-  function timestamp(iso) {
-    return iso ? iso.slice(0, 19).replace("T", " ") : "";
+  function pad(n) {
+    return (n < 10 ? "0" : "") + n;
+  }
+
+  // `2025-01-31 13:00:05` in the browser's own time zone.
+  function localTime(iso) {
+    if (!iso) return "";
+    var d = new Date(iso);
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
+
+  function utcTime(iso) {
+    return iso ? iso.slice(0, 19).replace("T", " ") + " UTC" : "";
   }
 
   function duration(seconds) {
     if (seconds < 10) return (Math.floor(Math.max(0, seconds) * 10) / 10).toFixed(1) + "s";
     seconds = Math.floor(seconds);
-    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
     if (seconds < 60) return seconds + "s";
     if (seconds < 3600) return Math.floor(seconds / 60) + "m " + pad(seconds % 60) + "s";
     return Math.floor(seconds / 3600) + "h " + pad(Math.floor((seconds % 3600) / 60)) + "m";
@@ -55,10 +76,35 @@
     if (progress.unit === "bytes") {
       return total === null ? fileSize(done) : fileSize(done) + " / " + fileSize(total);
     }
-    return total === null ? done + " steps" : done + " / " + total + " steps";
+    return total === null ? String(done) : done + " / " + total;
   }
 
-  var RESUMABLE = ["interrupted", "failed", "lost"];
+  function fraction(step) {
+    if (step.status === "succeeded") return 1;
+    if (step.status === "skipped") return 0;
+    var total = step.progress.total;
+    if (!total || total <= 0) return 0;
+    return Math.min(Math.max(step.progress.done / total, 0), 1);
+  }
+
+  function overall(steps) {
+    var done = steps.filter(function (step) { return step.status === "succeeded"; }).length;
+    var finished = steps.filter(function (step) {
+      return HIDEABLE.indexOf(step.status) !== -1;
+    }).length;
+    var sum = steps.reduce(function (total, step) { return total + fraction(step); }, 0);
+    // Truncated as display.py truncates (int() of the same float).
+    var percent = steps.length ? Math.floor((100 * sum) / steps.length) : 0;
+    return {
+      finished: finished,
+      percent: percent,
+      text: done + " of " + steps.length + " steps done · " + percent + " %",
+    };
+  }
+
+  function stateOf(kind) {
+    return VOCABULARY.outcomes[kind] || kind;
+  }
 
   function isTerminal(status) {
     return TERMINAL.indexOf(status) !== -1;
@@ -89,14 +135,44 @@
     var keep = Array.prototype.filter.call(element.classList, function (name) {
       return name.indexOf(prefix) !== 0;
     });
-    element.className = keep.join(" ");
+    element.setAttribute("class", keep.join(" "));
     if (STATUS_CLASS.test(status)) element.classList.add(prefix + status);
   }
 
   function setBadge(element, status) {
     if (!element) return;
+    status = stateOf(status);
     element.textContent = status;
+    element.title = VOCABULARY.states[status] || "";
     setStatusClass(element, "status-", status);
+  }
+
+  function localizeTimes(root) {
+    root.querySelectorAll("time[datetime]").forEach(function (time) {
+      var iso = time.getAttribute("datetime");
+      time.textContent = localTime(iso);
+      time.title = utcTime(iso);
+    });
+  }
+
+  function setTime(element, iso) {
+    if (!element) return;
+    if (iso) {
+      element.setAttribute("datetime", iso);
+      element.textContent = localTime(iso);
+      element.title = utcTime(iso);
+    } else {
+      element.removeAttribute("datetime");
+      element.textContent = "";
+    }
+  }
+
+  function setFavicon(status) {
+    var link = document.getElementById("favicon");
+    var colour = VOCABULARY.colours[stateOf(status)];
+    if (link && colour && VOCABULARY.favicon) {
+      link.href = VOCABULARY.favicon.replace("{}", colour.replace("#", "%23"));
+    }
   }
 
   function flash(text, level) {
@@ -106,6 +182,54 @@
     item.textContent = text;
     list.appendChild(item);
     setTimeout(function () { item.remove(); }, 10000);
+  }
+
+  // Fetch this page again and swap in its data-refresh sections: the server
+  // renders them, so what they say has one source. At most one request at a
+  // time and one a second; `keep` runs on each new section before the swap.
+  function refresher(keep) {
+    var busy = false;
+    var again = false;
+    var last = 0;
+    var timer = null;
+
+    function run() {
+      timer = null;
+      if (busy) {
+        again = true;
+        return;
+      }
+      busy = true;
+      last = Date.now();
+      fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (response) { return response.ok ? response.text() : null; })
+        .then(function (html) {
+          if (!html) return;
+          var fresh = new DOMParser().parseFromString(html, "text/html");
+          fresh.querySelectorAll("[data-refresh][id]").forEach(function (section) {
+            var current = document.getElementById(section.id);
+            if (!current) return;
+            var adopted = document.importNode(section, true);
+            if (keep) keep(current, adopted);
+            localizeTimes(adopted);
+            current.replaceWith(adopted);
+          });
+        })
+        .catch(function () {})
+        .then(function () {
+          busy = false;
+          if (again) {
+            again = false;
+            schedule();
+          }
+        });
+    }
+
+    function schedule() {
+      if (timer !== null) return;
+      timer = setTimeout(run, Math.max(0, last + REFRESH_MS - Date.now()));
+    }
+    return schedule;
   }
 
   // -- a websocket that reconnects with backoff ------------------------------
@@ -166,12 +290,13 @@
     };
   }
 
-  // -- the list page -------------------------------------------------------------
+  // -- the start form ------------------------------------------------------------
 
   function startForm(form) {
     var select = form.querySelector('select[name="cmd"]');
     var strategy = form.querySelector('select[name="strategy"]');
     var strategyN = document.getElementById("strategy-n");
+    var help = document.getElementById("strategy-help");
     function update() {
       form.querySelectorAll("fieldset.params").forEach(function (fieldset) {
         var selected = fieldset.dataset.cmd === select.value;
@@ -181,60 +306,74 @@
         fieldset.disabled = !selected;
       });
       strategyN.hidden = strategy.value !== "poll-next-n";
+      if (help) {
+        help.querySelectorAll("[data-strategy]").forEach(function (item) {
+          item.classList.toggle("chosen", item.dataset.strategy === strategy.value);
+        });
+      }
     }
     select.addEventListener("change", update);
     strategy.addEventListener("change", update);
     update();
   }
 
-  function listPage(table) {
-    var body = table.tBodies[0];
-    var template = document.getElementById("execution-row");
-    var empty = document.getElementById("no-executions");
-    var rows = new Map();
-    body.querySelectorAll("tr[data-execution-id]").forEach(function (row) {
-      rows.set(row.dataset.executionId, row);
-    });
+  // -- the list page -------------------------------------------------------------
 
-    function fill(row, execution) {
-      row.dataset.executionId = execution.id;
-      row.dataset.createdAt = execution.created_at;
-      setText(field(row, "cmd"), execution.cmd);
-      setText(field(row, "title"), execution.title);
-      setText(field(row, "profile"), execution.profile || "");
-      setBadge(field(row, "status"), execution.status);
-      setText(field(row, "created"), timestamp(execution.created_at));
-      setText(field(row, "started"), timestamp(execution.started_at));
-      setText(field(row, "finished"), timestamp(execution.finished_at));
-      setText(field(row, "by"), execution.created_by || "—");
-      setText(field(row, "from"), SOURCES[execution.created_from] || execution.created_from);
-      field(row, "title").href = execution.url;
-      field(row, "link").href = execution.url;
+  function listPage(root) {
+    var bulk = document.getElementById("bulk-form");
+
+    // A refresh must not undo what the user is choosing.
+    function keepSelection(current, fresh) {
+      current.querySelectorAll('input[name="ids"]:checked').forEach(function (box) {
+        var same = fresh.querySelector('input[name="ids"][value="' + box.value + '"]');
+        if (same) same.checked = true;
+      });
+    }
+    var refresh = refresher(keepSelection);
+
+    function updateBulk() {
+      if (!bulk) return;
+      var chosen = bulk.querySelectorAll('input[name="ids"]:checked').length;
+      bulk.querySelectorAll("[data-role^=bulk-]").forEach(function (button) {
+        button.disabled = chosen === 0;
+      });
+    }
+    if (bulk) {
+      bulk.addEventListener("change", updateBulk);
+      updateBulk();
     }
 
-    function upsert(execution) {
-      var row = rows.get(execution.id);
-      if (row && isStale(execution, { status: field(row, "status").textContent })) return;
-      if (!row) {
-        row = template.content.firstElementChild.cloneNode(true);
-        rows.set(execution.id, row);
-        // Newest first: before the first row created earlier than this one.
-        var before = Array.prototype.find.call(body.rows, function (other) {
-          return other.dataset.createdAt < execution.created_at;
-        });
-        body.insertBefore(row, before || null);
-      }
-      fill(row, execution);
-      empty.hidden = true;
+    var filters = document.getElementById("filters");
+    if (filters) {
+      filters.querySelectorAll("select").forEach(function (select) {
+        select.addEventListener("change", function () { filters.requestSubmit(); });
+      });
     }
 
+    var connected = false;
     liveSocket("/ws/executions/", function (message) {
-      if (message.type === "snapshot" && Array.isArray(message.executions)) {
-        message.executions.forEach(upsert);
-      } else if (message.execution && message.execution.id) {
-        upsert(message.execution);
+      // The first snapshot says what the page already shows.
+      if (message.type === "snapshot" && !connected) {
+        connected = true;
+        return;
       }
+      // Created, status changed, finished (also of runs started in a
+      // terminal, which the server relays), or a snapshot after a
+      // reconnect: the server says what this page's filters now show.
+      if (message.type) refresh();
     });
+
+    setInterval(function () {
+      var now = Date.now();
+      root.querySelectorAll("[data-since]").forEach(function (cell) {
+        cell.textContent = elapsed(cell.dataset.since, null, now);
+      });
+    }, 1000);
+    // The list socket carries no step progress: poll while a run is active.
+    setInterval(function () {
+      if (root.querySelector("[data-since]")) refresh();
+    }, LIST_POLL_MS);
+    new MutationObserver(updateBulk).observe(root, { childList: true, subtree: true });
   }
 
   // -- the detail page -------------------------------------------------------------
@@ -246,17 +385,38 @@
     root.querySelectorAll("[data-step-id]").forEach(function (element) {
       steps.set(element.dataset.stepId, element);
     });
+    var nodes = new Map();
+    root.querySelectorAll("[data-node-id]").forEach(function (element) {
+      nodes.set(element.dataset.nodeId, element);
+    });
     var form = document.getElementById("interrupt-form");
     var resume = document.getElementById("resume-form");
+    var countdown = document.getElementById("force-countdown");
+    var jump = document.getElementById("jump-running");
+    var announcer = document.getElementById("status-announcer");
+    var stepRows = document.getElementById("step-rows");
+    var hideFinished = document.getElementById("hide-finished");
+    var baseTitle = document.title.replace(/^[a-z-]+ · /, "");
+    var refresh = refresher(null);
     var sending = false;
+    var shownStatus = state.status;
 
     function now() {
       return Date.now() + clockOffset;
     }
 
+    function stopping(step) {
+      return Boolean(
+        state.status === "interrupting" && state.interrupt && state.interrupt.delivered_at &&
+        (step.status === "running" || step.status === "stalled")
+      );
+    }
+
     function renderStep(step) {
       var element = steps.get(step.id);
       if (!element) return;
+      var before = element.dataset.status;
+      element.dataset.status = step.status;
       setStatusClass(element, "status-", step.status);
       setBadge(field(element, "status"), step.status);
       var bar = field(element, "bar");
@@ -273,64 +433,41 @@
       setText(field(element, "progress"), progressText(progress));
       setText(field(element, "elapsed"), elapsed(step.started_at, step.finished_at, now()));
       setText(field(element, "message"), step.message);
+      field(element, "stopping").hidden = !stopping(step);
       var error = field(element, "error");
       setText(error, step.error || "");
       error.hidden = !step.error;
-    }
-
-    function renderList(list, ids) {
-      var titles = {};
-      state.steps.forEach(function (step) { titles[step.id] = step.title; });
-      list.replaceChildren();
-      ids.forEach(function (id) {
-        var item = document.createElement("li");
-        var code = document.createElement("code");
-        code.textContent = id;
-        item.appendChild(code);
-        item.appendChild(document.createTextNode(" " + (titles[id] || id)));
-        list.appendChild(item);
-      });
-      if (!ids.length) {
-        var none = document.createElement("li");
-        none.className = "muted";
-        none.textContent = "none";
-        list.appendChild(none);
+      var node = nodes.get(step.id);
+      if (node) {
+        setStatusClass(node, "status-", step.status);
+        setText(field(node, "status"), step.status);
       }
+      // A step that started or ended moves the timeline: the server redraws it.
+      if (before && before !== step.status) refresh();
     }
 
-    function renderOutcome() {
-      var section = document.getElementById("outcome");
-      var outcome = state.outcome;
-      section.hidden = !outcome;
-      if (!outcome) return;
-      setBadge(field(section, "outcome-kind"), outcome.kind);
-      renderList(field(section, "processed"), outcome.steps_processed);
-      renderList(field(section, "not-processed"), outcome.steps_not_processed);
-      var errors = field(section, "errors");
-      var ids = Object.keys(outcome.errors || {}).sort();
-      errors.replaceChildren();
-      ids.forEach(function (id) {
-        var term = document.createElement("dt");
-        var code = document.createElement("code");
-        code.textContent = id;
-        term.appendChild(code);
-        var detail = document.createElement("dd");
-        detail.textContent = outcome.errors[id];
-        errors.append(term, detail);
-      });
-      field(section, "errors-block").hidden = !ids.length;
+    function renderOverall() {
+      var summary = overall(state.steps);
+      var bar = document.getElementById("overall-bar");
+      bar.value = summary.percent;
+      setText(field(root, "overall"), summary.text);
+      setText(field(root, "finished-count"), summary.finished);
+      var running = state.steps.some(function (step) { return step.status === "running" || step.status === "stalled"; });
+      jump.hidden = !running;
+      setStatusClass(document.getElementById("action-bar"), "status-", state.status);
     }
 
-    function renderInterrupt() {
-      var section = document.getElementById("interrupt-info");
+    function renderCountdown() {
       var interrupt = state.interrupt;
-      section.hidden = !interrupt;
-      if (!interrupt) return;
-      setText(field(section, "interrupt-by"), interrupt.by || "—");
-      setText(field(section, "interrupt-at"), timestamp(interrupt.requested_at));
-      setText(field(section, "interrupt-source"), SOURCES[interrupt.source] || interrupt.source);
-      setText(field(section, "interrupt-force"), interrupt.force ? "yes" : "no");
-      setText(field(section, "interrupt-reason"), interrupt.reason || "—");
+      var pending = state.status === "interrupting" && interrupt && !interrupt.force;
+      if (!pending || !state.force_after) {
+        countdown.hidden = true;
+        return;
+      }
+      var deadline = Date.parse(interrupt.requested_at) + state.force_after * 1000;
+      var left = Math.min(Math.ceil((deadline - now()) / 1000), Math.ceil(state.force_after));
+      countdown.hidden = false;
+      countdown.textContent = left > 0 ? "forcing in " + left + " s" : "forcing now…";
     }
 
     function renderForm() {
@@ -351,17 +488,26 @@
         var element = steps.get(step.id);
         if (element) setText(field(element, "elapsed"), elapsed(step.started_at, step.finished_at, now()));
       });
+      renderCountdown();
+    }
+
+    function renderStatus() {
+      setBadge(field(root.querySelector("h1"), "status"), state.status);
+      document.title = state.status + " · " + baseTitle;
+      setFavicon(state.status);
+      if (shownStatus !== state.status) {
+        shownStatus = state.status;
+        announcer.textContent = "Status: " + state.status;
+      }
     }
 
     function render() {
-      setBadge(field(root, "status"), state.status);
-      setText(field(root, "created"), timestamp(state.created_at));
-      setText(field(root, "started"), timestamp(state.started_at));
-      setText(field(root, "finished"), timestamp(state.finished_at));
+      renderStatus();
+      setTime(field(root, "started"), state.started_at);
+      setTime(field(root, "finished"), state.finished_at);
       state.steps.forEach(renderStep);
+      renderOverall();
       renderTimes();
-      renderInterrupt();
-      renderOutcome();
       renderForm();
     }
 
@@ -369,6 +515,7 @@
       if (execution && execution.id === state.id && !isStale(execution, state)) {
         state = execution;
         render();
+        refresh();
       }
     }
 
@@ -379,6 +526,7 @@
         case "finished":
         case "interrupt":
           replace(message.execution);
+          logs.catchUp();
           break;
         case "step":
           // After the end the final snapshot is the truth: a late event
@@ -388,7 +536,11 @@
               return step.id === message.step.id ? message.step : step;
             });
             renderStep(message.step);
+            renderOverall();
           }
+          break;
+        case "log":
+          logs.add(message.lines || []);
           break;
         case "error":
           flash("The server refused a message: " + (message.code || "error") + ".", "error");
@@ -403,6 +555,10 @@
     setInterval(function () {
       if (!isTerminal(state.status)) renderTimes();
     }, TICK_MS);
+    // Running bars grow on the timeline as time passes.
+    setInterval(function () {
+      if (!isTerminal(state.status) && state.started_at) refresh();
+    }, 3000);
 
     function interrupt(force) {
       sending = true;
@@ -444,18 +600,117 @@
         interrupt(Boolean(submitter && submitter.value === "1"));
       });
     }
+    hideFinished.addEventListener("change", function () {
+      stepRows.classList.toggle("hide-finished", hideFinished.checked);
+    });
+    jump.addEventListener("click", function (event) {
+      var running = root.querySelector(".step.status-running, .step.status-stalled");
+      if (!running) return;
+      event.preventDefault();
+      running.scrollIntoView({ block: "center" });
+      running.classList.add("flash");
+      setTimeout(function () { running.classList.remove("flash"); }, 1200);
+    });
+
+    var logs = logPanel(root, state.id);
     render();
   }
 
-  var SOURCES = {};
+  // The step logs: the API's lines, then the socket's `log` events. Quietly
+  // absent where the server has no logs endpoint (404).
+  function logPanel(root, executionId) {
+    var panel = document.getElementById("logs");
+    var list = document.getElementById("log-lines");
+    var stepFilter = document.getElementById("log-step");
+    var follow = document.getElementById("log-follow");
+    var dropped = document.getElementById("log-dropped");
+    var after = 0;
+    var absent = false;
+    var seen = new Set();
+    var ready = false;
+    var early = [];
+
+    function visible(line) {
+      return !stepFilter.value || line.step === stepFilter.value;
+    }
+
+    function add(lines) {
+      if (!ready) {
+        early = early.concat(lines);
+        return;
+      }
+      lines.forEach(function (line) {
+        if (seen.has(line.seq)) return;
+        seen.add(line.seq);
+        var item = document.createElement("li");
+        item.className = "log-line level-" + String(line.level || "info").toLowerCase().replace(/[^a-z]/g, "");
+        item.dataset.step = line.step || "";
+        item.hidden = !visible(line);
+        var at = document.createElement("time");
+        at.setAttribute("datetime", line.at);
+        at.textContent = localTime(line.at).slice(11);
+        at.title = utcTime(line.at);
+        var step = document.createElement("code");
+        step.textContent = line.step || "";
+        var text = document.createElement("span");
+        text.textContent = line.text;
+        item.append(at, " ", step, " ", text);
+        list.appendChild(item);
+      });
+      while (list.childElementCount > MAX_LOG_LINES) list.firstElementChild.remove();
+      if (seen.size) panel.hidden = false;
+      if (follow.checked) list.scrollTop = list.scrollHeight;
+    }
+
+    stepFilter.addEventListener("change", function () {
+      list.querySelectorAll(".log-line").forEach(function (item) {
+        item.hidden = Boolean(stepFilter.value) && item.dataset.step !== stepFilter.value;
+      });
+    });
+
+    // A page of lines from the API after the last one shown: on load, and
+    // whenever the socket (re)connects or the run ends, so lines sent
+    // before this page listened are not missed. A 404 (no logs endpoint)
+    // leaves the panel hidden.
+    var fetching = false;
+    function catchUp() {
+      if (fetching || absent) return;
+      fetching = true;
+      var url = root.dataset.logsUrl + "?after=" + encodeURIComponent(after);
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) {
+          if (response.status === 404) absent = true;
+          return response.ok ? response.json() : null;
+        })
+        .then(function (body) {
+          if (!body || !Array.isArray(body.lines)) return;
+          ready = true;
+          if (body.dropped) {
+            dropped.hidden = false;
+            dropped.textContent = body.dropped + " older lines were dropped (the log keeps the newest).";
+          }
+          add(body.lines.concat(early));
+          early = [];
+          if (body.next !== undefined && body.next !== null) after = body.next;
+          var more = body.lines.length > 0 && body.next !== undefined;
+          fetching = false;
+          if (more) catchUp();
+        })
+        .catch(function () {})
+        .then(function () { fetching = false; });
+    }
+    catchUp();
+    return { add: add, catchUp: catchUp };
+  }
 
   document.addEventListener("DOMContentLoaded", function () {
-    var sources = document.getElementById("execution-sources");
-    if (sources) SOURCES = JSON.parse(sources.textContent);
+    var vocabulary = document.getElementById("execution-vocabulary");
+    if (vocabulary) VOCABULARY = JSON.parse(vocabulary.textContent);
+    localizeTimes(document);
     var form = document.getElementById("start-form");
     if (form) startForm(form);
-    var table = document.getElementById("execution-list");
-    if (table) listPage(table);
+    var list = document.getElementById("executions");
+    if (list) listPage(list);
     var execution = document.getElementById("execution");
     if (execution) detailPage(execution);
   });

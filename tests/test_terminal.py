@@ -1,0 +1,101 @@
+"""The terminal's presentation: the Ctrl-C notices, the overall row and its
+countdown to force, and the final report in the pages' words."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+
+from executions import services, terminal
+from executions.models import Source, Status
+
+pytestmark = pytest.mark.django_db
+
+
+def recorded(**params):
+    return services.start_execution(
+        "demo.steps", params, source=Source.CLI, dispatch=False
+    ).execution
+
+
+def test_interrupt_notice_offers_force_only_while_the_run_goes_on():
+    assert terminal.interrupt_notice(force=False, ignored=False, ended=False) == (
+        "Interrupting: no new step starts. Press Ctrl-C again to force."
+    )
+    assert terminal.interrupt_notice(force=True, ignored=False, ended=False) == (
+        terminal.FORCED
+    )
+    assert terminal.interrupt_notice(force=False, ignored=False, ended=True) == (
+        "The run has already ended: nothing to interrupt."
+    )
+
+
+def test_notices_fit_one_line_of_an_80_column_terminal():
+    for text in (terminal.GRACEFUL, terminal.IGNORED, terminal.FORCED, terminal.ENDED):
+        assert len(text) <= 80
+
+
+def test_overall_row_counts_work_and_shows_the_countdown_to_force():
+    execution = recorded(count=2, ticks=4)
+    bars = terminal.TerminalBars(io.StringIO())
+    bars.started(execution)
+    first = {**execution.steps[0], "status": "succeeded"}
+    first["progress"] = {**first["progress"], "done": 4}
+    second = {**execution.steps[1], "status": "running"}
+    second["progress"] = {**second["progress"], "done": 2}
+
+    bars.step(first)
+    bars.step(second)
+    bars.interrupt_requested(force=False, force_after=12)
+
+    overall = bars.progress.tasks[0]
+    assert overall.percentage == 75
+    note = terminal._Note().render(overall)
+    assert note.plain in ("forcing in 12 s", "forcing in 11 s")
+    bars.interrupt_requested(force=True, force_after=12)
+    assert terminal._Note().render(overall).plain == ""
+
+
+def test_finished_run_ends_the_countdown_and_says_ctrl_c_has_nothing_to_stop():
+    execution = recorded(count=1)
+    bars = terminal.TerminalBars(io.StringIO())
+    bars.started(execution)
+    bars.interrupt_requested(force=False, force_after=30)
+    assert bars.progress.tasks[0].fields["force_at"] > time.monotonic()
+
+    bars.finished(execution)
+
+    assert bars.ended is True
+    assert bars.progress.tasks[0].fields["force_at"] is None
+
+
+def test_report_lists_every_interrupt_request_in_the_pages_words(make_user):
+    alice = make_user("view", "interrupt", username="alice")
+    execution = recorded(count=30)
+    execution.claim("test-runner")
+    services.request_interrupt(
+        execution.id, user=alice, source=Source.WEB, reason="wrong branch"
+    )
+    services.request_interrupt(execution.id, source=Source.API, force=True)
+    execution.refresh_from_db()
+    steps = [{**step, "status": "skipped"} for step in execution.steps]
+    outcome = {
+        "kind": "interrupted",
+        "steps_processed": [],
+        "steps_not_processed": [step["id"] for step in steps],
+        "errors": {},
+    }
+    execution.finish(Status.INTERRUPTED, outcome=outcome, steps=steps)
+
+    lines = [text for text, _ in terminal.report(execution)]
+
+    assert lines[0] == (
+        f"Execution {execution.id} interrupted: 0 of 30 steps done · 0 %."
+    )
+    assert "  … and 10 more" in lines
+    requests = [line for line in lines if "requested by" in line]
+    assert requests[0].startswith("Interrupt requested by alice from Web page at ")
+    assert requests[0].endswith(": wrong branch")
+    assert requests[1].startswith("Forced interrupt requested by someone from JSON API")
