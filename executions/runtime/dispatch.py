@@ -9,7 +9,6 @@ still happens."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import threading
 
 from ..conf import conf
@@ -77,8 +76,5 @@ def dispatch(execution_id) -> None:
     if running is loop:
         _supervisor.start(execution_id)
     else:
-        # A fresh context: the run must not inherit the request's asgiref
-        # executors, which are gone once the response is sent.
-        loop.call_soon_threadsafe(
-            lambda: _supervisor.start(execution_id), context=contextvars.Context()
-        )
+        # The supervisor starts each run in a fresh context of its own.
+        loop.call_soon_threadsafe(lambda: _supervisor.start(execution_id))
