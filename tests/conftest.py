@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Permission
+from django.test import Client
 
 from executions.services import PERMISSIONS
+from tests.scaleout.cluster import Session
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,3 +74,17 @@ def subprocess_env(transactional_db):
 def manage_py() -> list[str]:
     """The argv prefix that runs this project's manage.py."""
     return [sys.executable, str(ROOT / "manage.py")]
+
+
+@pytest.fixture
+def session(transactional_db, make_user) -> Iterator[Session]:
+    """A logged-in staff user who may view, start and interrupt executions,
+    for tests that talk to real daphne servers over HTTP and websockets."""
+    user = make_user("view", "add", "interrupt", is_staff=True)
+    client = Client()
+    client.force_login(user)
+    browser = Session(user, client.cookies["sessionid"].value)
+    try:
+        yield browser
+    finally:
+        browser.close()

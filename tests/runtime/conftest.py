@@ -4,17 +4,14 @@ commands of tests/e2e/faulty installed."""
 
 from __future__ import annotations
 
-import http.client
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.test import Client
 
 from tests.processes import Process
-from tests.scaleout.cluster import Session, free_port
+from tests.scaleout.cluster import Daphne, answers, free_port
 
 DAPHNE = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "daphne"
 STARTUP_TIMEOUT = 30
@@ -25,26 +22,6 @@ QUICK = {
     "EXECUTIONS_HEARTBEAT_INTERVAL": "0.5",
     "EXECUTIONS_HEARTBEAT_TIMEOUT": "3",
 }
-
-
-@dataclass
-class Server:
-    process: Process
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def answers(self) -> bool:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-        try:
-            connection.request("GET", "/accounts/login/")
-            return connection.getresponse().status == 200
-        except OSError:
-            return False
-        finally:
-            connection.close()
 
 
 class Processes:
@@ -61,14 +38,14 @@ class Processes:
         self.started.append(process)
         return process
 
-    def daphne(self, port: int | None = None, **overrides: str) -> Server:
+    def daphne(self, port: int | None = None, **overrides: str) -> Daphne:
         port = port or free_port()
         argv = [str(DAPHNE), "-b", "127.0.0.1", "-p", str(port)]
-        server = Server(
+        server = Daphne(
             self.spawn([*argv, "peace_site.asgi:application"], **overrides), port
         )
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not server.answers():
+        while not answers(server):
             if server.process.popen.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"daphne did not start:\n{server.process.output}")
             time.sleep(0.1)
@@ -93,16 +70,3 @@ def processes(subprocess_env, manage_py) -> Iterator[Processes]:
         yield started
     finally:
         started.stop()
-
-
-@pytest.fixture
-def session(transactional_db, make_user) -> Iterator[Session]:
-    """A logged-in staff user who may view, start and interrupt executions."""
-    user = make_user("view", "add", "interrupt", is_staff=True)
-    client = Client()
-    client.force_login(user)
-    browser = Session(user, client.cookies["sessionid"].value)
-    try:
-        yield browser
-    finally:
-        browser.close()

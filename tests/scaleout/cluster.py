@@ -163,7 +163,7 @@ class Cluster:
             port,
         )
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not _answers(server):
+        while not answers(server):
             if server.process.popen.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"daphne did not start:\n{server.process.output}")
             time.sleep(0.1)
@@ -196,7 +196,8 @@ class Cluster:
             )
 
 
-def _answers(server: Daphne) -> bool:
+def answers(server: Daphne) -> bool:
+    """Whether a daphne serves its login page."""
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=2)
     try:
         connection.request("GET", "/accounts/login/")

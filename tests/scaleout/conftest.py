@@ -8,9 +8,8 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from django.test import Client
 
-from tests.scaleout.cluster import Cluster, RedisServer, Session
+from tests.scaleout.cluster import Cluster, RedisServer
 
 
 @pytest.fixture
@@ -43,16 +42,3 @@ def cluster(redis_server, subprocess_env, manage_py) -> Iterator[Cluster]:
         yield processes
     finally:
         processes.stop()
-
-
-@pytest.fixture
-def session(transactional_db, make_user) -> Iterator[Session]:
-    """A logged-in staff user who may view, start and interrupt executions."""
-    user = make_user("view", "add", "interrupt", is_staff=True)
-    client = Client()
-    client.force_login(user)
-    browser = Session(user, client.cookies["sessionid"].value)
-    try:
-        yield browser
-    finally:
-        browser.close()
