@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from executions.models import Execution
+from executions.models import Execution, Source
 from tests.scaleout.cluster import (
     ALL_STEPS_OF_LONG_RUN,
     LONG_RUN,
@@ -83,7 +83,8 @@ def test_terminal_run_interrupted_from_a_server_stops_by_push(
     assert execution.finished_at - execution.interrupt_requested_at < PUSH_BOUND
     # Its only poll was at its start: the request came later.
     assert execution.finished_at - execution.started_at < timedelta(seconds=SLOW_POLL)
-    assert f"Interrupt requested by {session.user.username} from {source} at" in (
+    label = Source(source).label  # the terminal says the door by its name
+    assert f"Interrupt requested by {session.user.username} from {label} at" in (
         terminal.output
     )
     assert f"Not processed ({len(ALL_STEPS_OF_LONG_RUN)}):" in terminal.output
