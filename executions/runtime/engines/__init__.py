@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Callable
 
 from ..supervisor import Supervisor
@@ -50,6 +51,11 @@ async def _supervise(execution_id: str, *, repeat_forces: bool) -> str | None:
 
 @contextlib.contextmanager
 def _draining_on_sigterm(supervisor: Supervisor, *, repeat_forces: bool):
+    if threading.current_thread() is not threading.main_thread():
+        # Only the main thread gets signals (a thread pool's task, a task
+        # run at once in a web request): the worker's own shutdown applies.
+        yield
+        return
     loop = asyncio.get_running_loop()
     previous = signal.getsignal(signal.SIGTERM)
     received = 0

@@ -6,6 +6,9 @@ docs/scale-out.md). The task is late-acknowledged and re-queued if its pool
 process is lost, so a worker that dies before the run is claimed does not
 drop it; a second delivery finds the row claimed and does nothing.
 
+Run it with the prefork pool (the default) or `--pool solo`: a task drains
+on SIGTERM only in a process's main thread.
+
 Shutdown: SIGTERM to a worker starts Celery's warm shutdown in its main
 process, which waits for running tasks but tells them nothing. Here the main
 process passes the SIGTERM on to each pool process running an execution,
@@ -16,7 +19,6 @@ EXECUTIONS_SHUTDOWN_GRACE), so the warm shutdown ends once the runs have.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import threading
@@ -28,8 +30,6 @@ from celery.worker import state
 
 from .. import process
 from . import supervise
-
-logger = logging.getLogger(__name__)
 
 # multiprocessing's own class of a main process (the module deletes its
 # name), taken while this still is the worker's main process (CELERY_IMPORTS
@@ -72,13 +72,8 @@ def _prepare_pool_process(**kwargs) -> None:
 def _drain_runs(sig, how, exitcode, **kwargs) -> None:
     """In the worker's main process: SIGTERM to every pool process that runs
     an execution (it drains; idle ones are left to Celery)."""
+    # A signal handler: no logging here (the pool process logs its drain).
     for request in list(state.active_requests):
         if request.name == run_execution.name and request.worker_pid:
-            logger.warning(
-                "%s shutdown: draining execution %s (pid %s)",
-                how,
-                request.args[0] if request.args else "?",
-                request.worker_pid,
-            )
             with contextlib.suppress(ProcessLookupError):
                 os.kill(request.worker_pid, signal.SIGTERM)
