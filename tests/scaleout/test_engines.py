@@ -12,7 +12,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -39,6 +39,7 @@ REAP_QUICKLY = {
     "EXECUTIONS_HEARTBEAT_TIMEOUT": "3",
 }
 FORCE_GRACE = 1.0
+SHUTDOWN_GRACE = 2.0
 #: Steps that never look at the interrupt: only force stops them.
 STUBBORN_RUN = {**LONG_RUN, "cooperative": False}
 CHANGELIST = "/admin/executions/execution/"
@@ -288,3 +289,59 @@ def test_celery_task_delivered_three_times_runs_the_execution_once(
     ]
     execution = Execution.objects.get(pk=execution_id)
     assert execution.outcome["steps_processed"] == ["step-1", "step-2"]
+
+
+def test_celery_pool_process_killed_mid_run_ends_it_lost_and_is_not_rerun(
+    cluster, session
+):
+    require("celery")
+    server = cluster.daphne(EXECUTIONS_RUNNER="celery", **REAP_QUICKLY)
+    worker = cluster.celery_worker(**REAP_QUICKLY)
+    execution_id, watcher = start(session, server, **LONG_RUN)
+    row = wait_for_row(execution_id, lambda row: row.steps[0]["status"] == "running")
+
+    # What the kernel's OOM killer would do: the worker lives on, and
+    # re-queues the task (reject_on_worker_lost); its new delivery finds the
+    # row claimed.
+    os.kill(runner_pid(row.supervisor), signal.SIGKILL)
+    report = watcher.finished(timeout=12)
+
+    assert report["status"] == "lost"
+    assert report["outcome"]["steps_processed"] == []
+    assert worker.popen.poll() is None
+    # The killed delivery never succeeded: this is the re-queued one.
+    worker.wait_for("] succeeded in ", timeout=10)
+    assert Execution.objects.get(pk=execution_id).status == "lost"
+    assert [event for event in watcher.events if event["type"] == "finished"] == [
+        watcher.events[-1]
+    ]
+
+
+def test_celery_worker_and_its_pool_sent_sigterm_at_once_drain_with_grace(
+    cluster, session
+):
+    require("celery")
+    server = cluster.daphne(EXECUTIONS_RUNNER="celery")
+    worker = cluster.celery_worker(EXECUTIONS_SHUTDOWN_GRACE=str(SHUTDOWN_GRACE))
+    execution_id, watcher = start(session, server, **STUBBORN_RUN)
+    pool_process = runner_pid(Execution.objects.get(pk=execution_id).supervisor)
+
+    # systemd's default KillMode sends SIGTERM to every process of the
+    # service: the pool process hears it twice, from systemd and from its
+    # worker (apart: two pending SIGTERMs would be delivered as one).
+    os.kill(pool_process, signal.SIGTERM)
+    wait_for_row(execution_id, lambda row: row.interrupt_requested_at is not None)
+    worker.signal(signal.SIGTERM)
+    worker.wait_for("Warm shutdown")
+    report = watcher.finished(timeout=SHUTDOWN_GRACE + 10)
+
+    assert worker.wait(timeout=20) == 0
+    assert report["status"] == "interrupted"
+    requests = report["interrupt"]["requests"]
+    assert [(r["source"], r["force"]) for r in requests] == [
+        ("shutdown", False),
+        ("shutdown", True),
+    ]
+    # Forced by the grace running out, not by the second SIGTERM.
+    asked, forced = (datetime.fromisoformat(r["at"]) for r in requests)
+    assert forced - asked >= timedelta(seconds=SHUTDOWN_GRACE * 0.9)

@@ -26,21 +26,24 @@ from ..supervisor import Supervisor
 logger = logging.getLogger(__name__)
 
 
-def supervise(execution_id: str, *, repeat_forces: bool = True) -> str | None:
+def supervise(execution_id: str, *, pool_process: bool = False) -> str | None:
     """Run a recorded execution to its end under a supervisor of this
     process, in an execution process; its final status (None if it is gone).
+    Called from a worker's main thread, with no event loop running.
 
-    While it runs, SIGTERM drains it (and reaches the signal handler that
-    was there before, so a worker that stops after its current task does);
-    with `repeat_forces`, a second SIGTERM forces it at once. Called from a
-    worker's main thread, with no event loop running."""
-    return asyncio.run(_supervise(str(execution_id), repeat_forces=repeat_forces))
+    While it runs, SIGTERM drains it. In a worker's own process, the
+    worker's SIGTERM handler hears it too (so it stops after this task), and
+    a second SIGTERM forces the run. In a `pool_process`, its worker runs the
+    shutdown: the pool process's handler (which would exit at once) is left
+    out, and a repeated SIGTERM does not force early (it may be the same
+    shutdown heard twice); the drain forces after its grace."""
+    return asyncio.run(_supervise(str(execution_id), pool_process=pool_process))
 
 
-async def _supervise(execution_id: str, *, repeat_forces: bool) -> str | None:
+async def _supervise(execution_id: str, *, pool_process: bool) -> str | None:
     supervisor = Supervisor(reaps=True)
     run = supervisor.start(execution_id)
-    with _draining_on_sigterm(supervisor, repeat_forces=repeat_forces):
+    with _draining_on_sigterm(supervisor, pool_process=pool_process):
         try:
             execution = await run
         finally:
@@ -50,7 +53,7 @@ async def _supervise(execution_id: str, *, repeat_forces: bool) -> str | None:
 
 
 @contextlib.contextmanager
-def _draining_on_sigterm(supervisor: Supervisor, *, repeat_forces: bool):
+def _draining_on_sigterm(supervisor: Supervisor, *, pool_process: bool):
     if threading.current_thread() is not threading.main_thread():
         # Only the main thread gets signals (a thread pool's task, a task
         # run at once in a web request): the worker's own shutdown applies.
@@ -66,9 +69,11 @@ def _draining_on_sigterm(supervisor: Supervisor, *, repeat_forces: bool):
         if received == 1:
             logger.warning("SIGTERM: interrupting the execution (shutdown)")
             supervisor.spawn(supervisor.drain())
-            if callable(previous):
+            if callable(previous) and not pool_process:
                 _chain(previous)
-        elif repeat_forces:
+                # Should it have set a handler of its own, ours stays.
+                loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        elif not pool_process:
             logger.warning("SIGTERM again: forcing the execution")
             supervisor.spawn(supervisor.drain(grace=0))
 

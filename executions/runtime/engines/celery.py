@@ -45,9 +45,11 @@ _MainProcess = type(mp_process.current_process())
 )
 def run_execution(execution_id: str) -> None:
     """Supervise one recorded execution to its end."""
-    # A repeated SIGTERM may be the one systemd sent the whole group while
-    # the main process passed its own on: the drain forces after its grace.
-    supervise(execution_id, repeat_forces=False)
+    # The worker's main process runs the shutdown; billiard's own SIGTERM
+    # handler here would exit the pool process mid-run. A SIGTERM may also
+    # come twice (systemd signals the whole group while the main process
+    # passes its own on): the drain forces after its grace, not at once.
+    supervise(execution_id, pool_process=True)
 
 
 def enqueue(execution_id) -> None:
