@@ -138,7 +138,7 @@ else:
 # Celery (peace_site/celery.py; `celery -A peace_site worker`), the engine of
 # EXECUTIONS_RUNNER=celery. Its broker is the Redis of the channel layer.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
-CELERY_IMPORTS = ["executions.runtime.engines.celery"]
+CELERY_IMPORTS = ["executions.runtime.taskqueues.celery"]
 # An execution's task runs as long as the execution: each pool process takes
 # one message at a time, acknowledged when the task ends (the task itself
 # asks for late acknowledgement, and to be re-queued if its process is lost).

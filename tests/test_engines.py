@@ -1,6 +1,6 @@
 """The engines' side of the runtime in this process: handing a recorded
 execution to an engine (`dispatch`), and the task body every engine runs
-(`runtime.engines.supervise`). tests/scaleout/test_engines.py drives the
+(`runtime.taskqueues.supervise`). tests/scaleout/test_engines.py drives the
 real workers."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from executions import services
 from executions.models import Execution, Source, Status
 from executions.runtime import dispatch
-from executions.runtime.engines import supervise
+from executions.runtime.taskqueues import supervise
 from executions.runtime.identity import pid_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,7 +42,7 @@ def engine(settings, monkeypatch):
 
     def use(function) -> None:
         monkeypatch.setitem(
-            dispatch.ENGINES, "celery", f"{__name__}.{function.__name__}"
+            dispatch.TASK_QUEUES, "celery", f"{__name__}.{function.__name__}"
         )
 
     return use

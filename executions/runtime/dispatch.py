@@ -3,7 +3,7 @@ executions run"), and this process's own supervisor.
 
 `EXECUTIONS_RUNNER` decides who: this process (`inprocess`), a
 `runworker executions` worker (`worker`: the row waits in the database
-queue), or an engine's task (`celery`, `tasks`: `runtime.engines`).
+queue), or a task queue's task (`celery`, `tasks`: `runtime.taskqueues`).
 
 In a server, the supervisor lives on the server's event loop (bound by
 `runtime.server` at start). With no server in this process (a shell, a
@@ -25,10 +25,10 @@ from .supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 
-#: Each engine's `enqueue(execution_id)`, imported only when it is used.
-ENGINES = {
-    "celery": "executions.runtime.engines.celery.enqueue",
-    "tasks": "executions.runtime.engines.tasks.enqueue",
+#: Each task queue's `enqueue(execution_id)`, imported only when it is used.
+TASK_QUEUES = {
+    "celery": "executions.runtime.taskqueues.celery.enqueue",
+    "tasks": "executions.runtime.taskqueues.tasks.enqueue",
 }
 
 _supervisor: Supervisor | None = None
@@ -77,8 +77,8 @@ async def _bind_async(loop: asyncio.AbstractEventLoop) -> None:
 def dispatch(execution_id) -> None:
     """Start a recorded execution: here, in a worker's queue, or as an
     engine's task."""
-    if conf.RUNNER in ENGINES:
-        _enqueue(execution_id, ENGINES[conf.RUNNER])
+    if conf.RUNNER in TASK_QUEUES:
+        _enqueue(execution_id, TASK_QUEUES[conf.RUNNER])
         return
     if conf.RUNNER != "inprocess":
         # The row waits in the database queue; this only wakes a worker.

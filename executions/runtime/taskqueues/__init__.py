@@ -1,6 +1,7 @@
-"""Engines: task queues whose tasks supervise executions (DESIGN.md,
-"Engines"). Each engine module (`celery`, `tasks`) defines one task that
-calls `supervise` and an `enqueue` that dispatch calls after commit.
+"""Task queues whose tasks supervise executions (DESIGN.md's "Engines",
+`EXECUTIONS_RUNNER=celery|tasks`). Each module (`celery`, `tasks`) defines
+one task that calls `supervise`, and the `enqueue` dispatch calls after
+commit.
 
 Whatever the engine, the task's process is the supervisor: it claims the row
 with a compare-and-set (a task delivered twice runs the execution once),
