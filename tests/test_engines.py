@@ -13,8 +13,8 @@ import pytest
 from executions import services
 from executions.models import Execution, Source, Status
 from executions.runtime import dispatch
-from executions.runtime.taskqueues import supervise
 from executions.runtime.identity import pid_of
+from executions.runtime.taskqueues import supervise
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
