@@ -38,9 +38,10 @@ run: install
 	@echo "Serving on http://$(HOST):$(PORT)/executions/ (Ctrl-C stops)"
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) peace_site.asgi:application
 
-# Distributed mode on one machine: redis-server, two workers, daphne.
+# Distributed mode on one machine: redis-server, a Celery worker, daphne, on
+# DATABASE_URL (SQLite by default; POSTGRES=1: a throwaway PostgreSQL).
 cluster: install system-deps
-	$(PY) scripts/cluster.py
+	$(PY) $(if $(POSTGRES),scripts/with_postgres.py $(PY)) scripts/cluster.py $(CLUSTER_ARGS)
 
 # Every test on SQLite, then again on a throwaway PostgreSQL cluster (the
 # browser tests exercise the pages, not the database, so they run once).

@@ -50,7 +50,7 @@ class AppSettings:
         "inprocess",
         str,
         "who supervises runs started from the web, the API or the admin: "
-        "inprocess (the ASGI server), celery or tasks",
+        "inprocess (the ASGI server), celery, tasks or worker (runworker)",
     )
     WORKER_CONCURRENCY = Setting(1, int, "runs one engine worker takes at once")
     SHUTDOWN_GRACE = Setting(

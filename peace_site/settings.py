@@ -53,6 +53,10 @@ INSTALLED_APPS = [
     # subclass that drains on SIGTERM).
     "executions",
     "channels",
+    # Django's Tasks framework (django.tasks from 6.0) and its database
+    # backend, for EXECUTIONS_RUNNER=tasks (`manage.py db_worker`).
+    "django_tasks",
+    "django_tasks_db",
 ]
 
 MIDDLEWARE = [
@@ -130,6 +134,21 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "executions.layers.InMemoryChannelLayer"}}
+
+# Celery (peace_site/celery.py; `celery -A peace_site worker`), the engine of
+# EXECUTIONS_RUNNER=celery. Its broker is the Redis of the channel layer.
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_IMPORTS = ["executions.runtime.taskqueues.celery"]
+# An execution's task runs as long as the execution: each pool process takes
+# one message at a time, acknowledged when the task ends (the task itself
+# asks for late acknowledgement, and to be re-queued if its process is lost).
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Django's Tasks framework, the engine of EXECUTIONS_RUNNER=tasks: tasks are
+# rows in this database until `manage.py db_worker` runs them.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {

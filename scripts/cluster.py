@@ -1,8 +1,11 @@
-"""Start the distributed mode on one machine: a local redis-server, two
-workers and daphne, all on 127.0.0.1. Ctrl-C stops them cleanly (workers
-drain: their runs are interrupted and recorded with source `shutdown`).
+"""Start the distributed mode on one machine: a local redis-server, a Celery
+worker and daphne, all on 127.0.0.1, on the database DATABASE_URL names
+(SQLite by default). Ctrl-C stops them cleanly (workers drain: their runs
+are interrupted and recorded with source `shutdown`).
 
-    make cluster            # or: python scripts/cluster.py [--workers N]
+    make cluster                 # or: python scripts/cluster.py
+    make cluster POSTGRES=1      # on a throwaway PostgreSQL cluster
+    python scripts/cluster.py --runner tasks --workers 2   # Django Tasks
 
 Terminal runs join in with the printed REDIS_URL:
 
@@ -42,9 +45,37 @@ def _stop(*_) -> None:
     raise KeyboardInterrupt
 
 
+def worker_argv(runner: str, python: str, concurrency: int) -> list[str]:
+    """One worker of `runner`: a Celery worker's pool runs `concurrency`
+    executions at once; a db_worker or runworker process one each."""
+    if runner == "celery":
+        return [python, "-m", "celery", "-A", "peace_site", "worker"] + [
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "INFO",
+        ]
+    if runner == "tasks":
+        return [python, "manage.py", "db_worker", "--interval", "0.2", "--no-reload"]
+    return [python, "manage.py", "runworker", "executions"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--runner", choices=["celery", "tasks", "worker"], default="celery"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: 1 Celery worker, 2 of the others)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=2, help="a Celery worker's pool size"
+    )
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--redis-port", type=int, default=6380)
     options = parser.parse_args()
@@ -53,7 +84,8 @@ def main() -> int:
     if redis_server is None:
         sys.exit("redis-server not found: apt-get install redis-server")
     redis_url = f"redis://127.0.0.1:{options.redis_port}/0"
-    env = dict(os.environ, REDIS_URL=redis_url, EXECUTIONS_RUNNER="worker")
+    env = dict(os.environ, REDIS_URL=redis_url, EXECUTIONS_RUNNER=options.runner)
+    workers = options.workers or (1 if options.runner == "celery" else 2)
     env.setdefault("PYTHONUNBUFFERED", "1")
     scratch = tempfile.mkdtemp(prefix="peace-cluster-")
     processes: list[subprocess.Popen] = []
@@ -74,8 +106,11 @@ def main() -> int:
         python = str(VENV_BIN / "python")
         for command in (["migrate", "--noinput"], ["ensure_admin"]):
             subprocess.run([python, "manage.py", *command], env=env, check=True)
-        for number in range(1, options.workers + 1):
-            start(f"worker {number}", [python, "manage.py", "runworker", "executions"])
+        for number in range(1, workers + 1):
+            argv = worker_argv(options.runner, python, options.concurrency)
+            if options.runner == "celery":
+                argv += ["--hostname", f"worker{number}@%h"]
+            start(f"{options.runner} worker {number}", argv)
         daphne = start(
             "daphne",
             [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(options.port)]

@@ -10,6 +10,8 @@ channel layer and the database to the engine, escalates force to SIGTERM and
 SIGKILL of the process group, and finishes the row once the process is gone.
 
 - `dispatch`: hand a recorded execution to whoever runs it.
+- `taskqueues`: the tasks Celery and Django Tasks run, each the supervisor
+  of one execution in the worker's process.
 - `interrupts`: record a request on the row, then push it (durable first).
 - `reaper`: end rows whose supervisor is gone, so nothing stays stuck.
 - `relay`: with a channel layer no other process shares, the server relays

@@ -1,6 +1,10 @@
 """Handing a recorded execution to whoever supervises it (DESIGN.md, "Where
 executions run"), and this process's own supervisor.
 
+`EXECUTIONS_RUNNER` decides who: this process (`inprocess`), a
+`runworker executions` worker (`worker`: the row waits in the database
+queue), or a task queue's task (`celery`, `tasks`: `runtime.taskqueues`).
+
 In a server, the supervisor lives on the server's event loop (bound by
 `runtime.server` at start). With no server in this process (a shell, a
 sync test), a private loop in a daemon thread takes its place, so the run
@@ -9,11 +13,23 @@ still happens."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
+from django.utils.module_loading import import_string
+
 from ..conf import conf
+from ..models import Execution
 from . import broadcast, groups
 from .supervisor import Supervisor
+
+logger = logging.getLogger(__name__)
+
+#: Each task queue's `enqueue(execution_id)`, imported only when it is used.
+TASK_QUEUES = {
+    "celery": "executions.runtime.taskqueues.celery.enqueue",
+    "tasks": "executions.runtime.taskqueues.tasks.enqueue",
+}
 
 _supervisor: Supervisor | None = None
 _loop: asyncio.AbstractEventLoop | None = None
@@ -59,7 +75,11 @@ async def _bind_async(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def dispatch(execution_id) -> None:
-    """Start a recorded execution: here, or in a worker's queue."""
+    """Start a recorded execution: here, in a worker's queue, or as an
+    engine's task."""
+    if conf.RUNNER in TASK_QUEUES:
+        _enqueue(execution_id, TASK_QUEUES[conf.RUNNER])
+        return
     if conf.RUNNER != "inprocess":
         # The row waits in the database queue; this only wakes a worker.
         broadcast.from_sync(
@@ -78,3 +98,17 @@ def dispatch(execution_id) -> None:
     else:
         # The supervisor starts each run in a fresh context of its own.
         loop.call_soon_threadsafe(lambda: _supervisor.start(execution_id))
+
+
+def _enqueue(execution_id, path: str) -> None:
+    try:
+        import_string(path)(execution_id)
+    except Exception:
+        # Nobody will ever claim it (the broker is down, the backend refused):
+        # a queued row must not wait forever. The database says so at once.
+        logger.exception("cannot hand execution %s to %s", execution_id, path)
+        execution = Execution.objects.get(pk=execution_id)
+        if execution.mark_lost():
+            broadcast.status_changed_on_commit(
+                Execution.objects.get(pk=execution_id).snapshot(), groups.FINISHED
+            )

@@ -1,7 +1,8 @@
 """Real processes for scale-out tests: a redis-server on 127.0.0.1, daphne
-servers, `runworker executions` workers and `execute` terminals sharing the
-test database and one Redis; and a logged-in user who talks to any server
-over HTTP and websockets, as a browser or a script would."""
+servers, `runworker executions` workers, Celery workers, Django Tasks'
+`db_worker`s and `execute` terminals sharing the test database and one
+Redis; and a logged-in user who talks to any server over HTTP and
+websockets, as a browser or a script would."""
 
 from __future__ import annotations
 
@@ -182,6 +183,35 @@ class Cluster:
         except AssertionError as error:
             raise AssertionError(f"{error}:\n{process.output}") from None
         return process
+
+    def celery_worker(self, **overrides: str) -> Process:
+        """`celery -A peace_site worker` with a prefork pool of two, returned
+        once it consumes from the broker."""
+        process = self.spawn(
+            [sys.executable, "-m", "celery", "-A", "peace_site", "worker"]
+            + ["--pool", "prefork", "--concurrency", "2", "--loglevel", "INFO"]
+            + ["--hostname", f"w{len(self.processes)}@%h"]
+            # Nothing here talks to other workers: start at once.
+            + ["--without-gossip", "--without-mingle", "--without-heartbeat"],
+            {"EXECUTIONS_RUNNER": "celery", **overrides},
+        )
+        process.wait_for(" ready.", timeout=STARTUP_TIMEOUT)
+        return process
+
+    def db_worker(self, **overrides: str) -> Process:
+        """`manage.py db_worker` of django-tasks-db, looking for tasks every
+        0.1 s, returned once it does."""
+        process = self.spawn(
+            [*self.manage_py, "db_worker", "--interval", "0.1"]
+            + ["--no-startup-delay", "--no-reload"],
+            {"EXECUTIONS_RUNNER": "tasks", **overrides},
+        )
+        process.wait_for("Starting worker", timeout=STARTUP_TIMEOUT)
+        return process
+
+    def manage(self, *args: str, **overrides: str) -> Process:
+        """Any management command, on this cluster."""
+        return self.spawn([*self.manage_py, *args], overrides)
 
     def execute(self, *args: str, **overrides: str) -> Process:
         return self.spawn([*self.manage_py, "execute", *args], overrides)
