@@ -188,11 +188,16 @@ globals().update(from_environ())
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # channels_redis logs a traceback every second Redis is away: once per
+    # 30 s is enough to know (the app's own failures are throttled likewise).
+    "filters": {"repeats": {"()": "executions.runtime.throttle.RepeatFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {
         "executions": {
             "handlers": ["console"],
             "level": os.environ.get("EXECUTIONS_LOG_LEVEL", "WARNING"),
-        }
+        },
+        "channels_redis.pubsub": {"filters": ["repeats"]},
+        "channels_redis.core": {"filters": ["repeats"]},
     },
 }

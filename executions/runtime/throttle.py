@@ -38,3 +38,27 @@ class Throttled:
         """The failure is over: the next one is news again."""
         if self._last.pop(key, None) is not None:
             self._left_out.pop(key, None)
+
+
+class RepeatFilter(logging.Filter):
+    """For a library's logger that repeats itself while a peer is down
+    (channels_redis logs a traceback every second Redis is away): the same
+    message passes once per `every` seconds. Install it in LOGGING:
+
+        "filters": {"repeats": {"()": "executions.runtime.throttle.RepeatFilter"}},
+        "loggers": {"channels_redis.pubsub": {"filters": ["repeats"]}},
+    """
+
+    def __init__(self, every: float = EVERY) -> None:
+        super().__init__()
+        self.every = every
+        self._last: dict[tuple[str, object], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.every:
+            return False
+        self._last[key] = now
+        return True

@@ -54,3 +54,14 @@ def test_after_recovery_a_failure_is_news_again(caplog):
 
     assert len(caplog.records) == 2
     assert all(record.exc_info for record in caplog.records)
+
+
+def test_repeat_filter_passes_a_message_once_per_interval(monkeypatch):
+    repeats = throttle.RepeatFilter(every=30)
+    clock = iter([0.0, 1.0, 29.0, 31.0])
+    monkeypatch.setattr(throttle.time, "monotonic", lambda: next(clock))
+    record = logging.LogRecord("lib", logging.ERROR, "", 0, "receive failed", (), None)
+
+    passed = [repeats.filter(record) for _ in range(4)]
+
+    assert passed == [True, False, False, True]
