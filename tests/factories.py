@@ -95,3 +95,7 @@ async def run_here(execution_id, **engine: Any) -> Execution:
         return await supervisor.run_here(execution_id, **engine)
     finally:
         await supervisor.close()
+
+
+#: An ID no execution has (fixed: parametrized test IDs must not vary).
+UNKNOWN_ID = "0b6e4f5a-6b1e-4c4e-9a3e-5f0d2c7d9e11"

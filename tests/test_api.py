@@ -14,6 +14,7 @@ from executions import services
 from executions.engine import registry
 from executions.models import Execution, LogLine, Source, Status
 from executions.services import LOG_PAGE
+from tests.factories import UNKNOWN_ID
 
 LIST = "/api/executions/"
 DETAIL = "/api/executions/{}/"
@@ -270,7 +271,7 @@ def test_api_wrong_method_is_405_with_allow(client, login, method, url, allow):
 
 
 @pytest.mark.parametrize("url", [DETAIL, LOGS, INTERRUPT])
-@pytest.mark.parametrize("execution_id", [str(uuid.uuid4()), "not-a-uuid"])
+@pytest.mark.parametrize("execution_id", [UNKNOWN_ID, "not-a-uuid"])
 @pytest.mark.django_db
 def test_api_unknown_or_malformed_id_is_404(client, login, url, execution_id):
     login("view", "interrupt")

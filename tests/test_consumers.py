@@ -4,7 +4,6 @@ ASGI application: origin check, session auth, routing, channel layer."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 from channels.db import database_sync_to_async
@@ -16,7 +15,7 @@ from executions import services
 from executions.models import Execution, LogLine, Source, Status
 from executions.runtime import groups
 from peace_site.asgi import application
-from tests.factories import run_here
+from tests.factories import UNKNOWN_ID, run_here
 from tests.sockets import HOST, TIMEOUT, ping, receive, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -215,7 +214,7 @@ async def test_execution_socket_interrupt_of_a_finished_one_is_not_running(
     await ping(communicator)
 
 
-@pytest.mark.parametrize("execution_id", [str(uuid.uuid4()), "not-a-uuid", "%20"])
+@pytest.mark.parametrize("execution_id", [UNKNOWN_ID, "not-a-uuid", "%20"])
 async def test_execution_socket_unknown_id_closes_4404(connect, user, execution_id):
     communicator, connected = await connect(f"/ws/executions/{execution_id}/", user)
 

@@ -3,8 +3,6 @@ durable interrupt request with its audit record."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.utils import timezone
 
@@ -18,6 +16,7 @@ from executions.services import (
     UnknownCmd,
     UnknownExecution,
 )
+from tests.factories import UNKNOWN_ID
 
 pytestmark = pytest.mark.django_db
 
@@ -195,7 +194,7 @@ def test_start_records_a_queued_execution_with_cleaned_params(make_user):
 
 
 @pytest.mark.parametrize(
-    "execution_id", [str(uuid.uuid4()), "not-a-uuid", "", None, 42, "../etc"]
+    "execution_id", [UNKNOWN_ID, "not-a-uuid", "", None, 42, "../etc"]
 )
 def test_get_execution_refuses_unknown_and_malformed_ids(execution_id):
     start()
@@ -206,7 +205,7 @@ def test_get_execution_refuses_unknown_and_malformed_ids(execution_id):
     assert str(error.value) == f"No execution with ID {execution_id!r}."
 
 
-@pytest.mark.parametrize("execution_id", [str(uuid.uuid4()), "not-a-uuid"])
+@pytest.mark.parametrize("execution_id", [UNKNOWN_ID, "not-a-uuid"])
 def test_interrupt_refuses_unknown_and_malformed_ids(execution_id):
     execution = running_execution()
 

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.core.management import CommandError, call_command
 
 from executions import services
 from executions.models import Execution, Status
+from tests.factories import UNKNOWN_ID
 
 
 @pytest.fixture
@@ -52,7 +51,7 @@ def test_interrupt_queued_ends_it(db, capsys):
     assert "Interrupted before it started: no step ran." in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("execution_id", ["nope", "123", str(uuid.uuid4())])
+@pytest.mark.parametrize("execution_id", ["nope", "123", UNKNOWN_ID])
 def test_interrupt_unknown_id_exits_2(db, execution_id):
     with pytest.raises(CommandError) as raised:
         call_command("interrupt", execution_id)
