@@ -47,11 +47,15 @@ cluster: install system-deps
 # browser tests exercise the pages, not the database, so they run once).
 test: install system-deps lint test-sqlite test-postgres
 
+# Two workers, a file each at a time: most tests wait on real processes
+# (daphne, Chromium, Redis, workers), so two run in the time of one.
+PYTEST := $(VENV)/bin/pytest -n 2 --dist loadfile
+
 test-sqlite: install
-	$(VENV)/bin/pytest
+	$(PYTEST)
 
 test-postgres: install
-	$(PY) scripts/with_postgres.py $(VENV)/bin/pytest --ignore=tests/e2e
+	$(PY) scripts/with_postgres.py $(PYTEST) --ignore=tests/e2e
 
 lint: install
 	$(VENV)/bin/ruff check .
