@@ -207,6 +207,7 @@ async def sigint(site: Site, samples: int) -> dict[str, list[float]]:
         )
         key = uuid.UUID((await process.stdout.readline()).decode().strip()).hex
         await site.wait("joined", key)
+        await site.wait("running", key)
         await desync()
         sent = time.time()
         process.send_signal(signal.SIGINT)

@@ -100,31 +100,51 @@ class Site:
 
     async def start(self, params: dict | None = None, cmd: str = "demo.steps") -> str:
         """Start an execution through the API; its UUID hex."""
-        status, body = await asyncio.to_thread(
-            self.http.post_json,
-            "/api/executions/",
-            {"cmd": cmd, "params": params or LONG_STEP},
-        )
-        if status != 201:
-            raise RuntimeError(f"start failed: {status} {body}")
-        return uuid.UUID(body["id"]).hex
+        key, _, _ = await self.start_timed(params, cmd)
+        return key
+
+    async def start_timed(
+        self, params: dict | None = None, cmd: str = "demo.steps"
+    ) -> tuple[str, float, float]:
+        """Start an execution through the API: its UUID hex, the time just
+        before the request was written, and the time its 201 came back."""
+
+        def call() -> tuple[str, float, float]:
+            sent = time.time()
+            status, body = self.http.post_json(
+                "/api/executions/", {"cmd": cmd, "params": params or LONG_STEP}
+            )
+            replied = time.time()
+            if status != 201:
+                raise RuntimeError(f"start failed: {status} {body}")
+            return uuid.UUID(body["id"]).hex, sent, replied
+
+        return await asyncio.to_thread(call)
 
     async def wait(self, kind: str, key: str, timeout: float = 60) -> dict:
         return await asyncio.to_thread(self.collector.wait, kind, key, timeout)
 
-    async def start_joined(self, params: dict | None = None) -> str:
-        """Start an execution and wait until its runner hears pushes."""
-        key = await self.start(params)
+    async def start_joined(
+        self, params: dict | None = None, cmd: str = "demo.steps"
+    ) -> str:
+        """Start an execution and wait until it is steady: its supervisor
+        hears pushes (it joined the control group) and its engine, in the
+        execution process, runs its first step."""
+        key = await self.start(params, cmd)
         await self.wait("joined", key)
+        await self.wait("running", key)
         return key
 
-    async def interrupt_api(self, key: str) -> tuple[float, float]:
+    async def interrupt_api(
+        self, key: str, *, force: bool = False
+    ) -> tuple[float, float]:
         """The API door: (time sent, time the 202 came back)."""
 
         def call() -> tuple[float, float]:
             sent = time.time()
             status, body = self.http.post_json(
-                f"/api/executions/{uuid.UUID(key)}/interrupt/", {}
+                f"/api/executions/{uuid.UUID(key)}/interrupt/",
+                {"force": True} if force else {},
             )
             if status != 202:
                 raise RuntimeError(f"interrupt failed: {status} {body}")

@@ -1,0 +1,14 @@
+"""Imported by the execution processes' forkserver (`benchmarks.probe` adds
+it to `executions.runtime.process.PRELOAD`), after the product's own preload:
+every execution process forked from there runs its engine through the
+probed `run_spec`, which reports `signal`, `running` and `ran`, and knows the
+benchmarks' own commands (`benchmarks/bench_cmds.py`)."""
+
+from __future__ import annotations
+
+from benchmarks import bench_cmds
+from benchmarks.probe import probed_run_spec
+from executions.runtime import process
+
+bench_cmds.register()
+process.run_spec = probed_run_spec(process.run_spec)

@@ -1,0 +1,201 @@
+"""Scenario 7: the runtime — execution processes under the server (issue 9).
+
+The embedded default (in-memory layer, daphne supervising), each figure a
+ratio or a bound measured in this run:
+
+- the API under CPU-heavy runs: `GET /api/executions/` round trips (the
+  session's keep-alive connection) with three runs of `demo.steps`
+  (count=1000, seconds=0, ticks=100000: every value inside the schema) going,
+  against the same server idle (before them and after them, pooled). The
+  CPU of daphne itself and of its execution processes is measured over the
+  same window;
+- start: from just before the API's POST is written to the moment the first
+  step runs, as the execution process's engine stamps it (the step's
+  `started_at`, reported by the probe); the POST's reply for reference.
+  Celery's and RQ's own start latencies are in scenario 3 (peers);
+- forced stop: from just before `POST .../interrupt/ {"force": true}` is
+  written to the moment the row is terminal (the benchmark reads it every
+  2 ms), for steps that never cooperate: `demo.steps` cooperative=false (an
+  async step: cancelled), a sync step that never checks (`bench.block`:
+  abandoned in its thread), and a sync step holding the GIL in one C call
+  (`bench.hold-gil`: its process cannot run, so the supervisor's SIGTERM
+  after EXECUTIONS_FORCE_GRACE ends it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from urllib.parse import urlparse
+
+import psutil
+
+from benchmarks.interrupts import WARMUP, ms, round_trips
+from benchmarks.stack import LONG_STEP, Context, Site, desync, site
+
+CPU_HEAVY = {"count": 1000, "seconds": 0, "ticks": 100000}
+HEAVY_RUNS = 3
+API_LIST = "/api/executions/"
+IDLE = "GET /api/executions/, server idle (floor)"
+LOADED = f"GET /api/executions/, {HEAVY_RUNS} CPU-heavy runs going"
+START = "API POST → first step running (engine's stamp)"
+START_REPLY = "API POST → its 201 back (reference)"
+FORCE_CASES = {
+    "demo.steps cooperative=false (async step)": (
+        "demo.steps",
+        {**LONG_STEP, "cooperative": False},
+    ),
+    "bench.block (sync step, never checks)": ("bench.block", {"seconds": 600}),
+    "bench.hold-gil (sync step, GIL held in C)": ("bench.hold-gil", {"seconds": 600}),
+}
+TERMINAL = ("succeeded", "failed", "interrupted", "lost")
+
+
+def force_label(case: str) -> str:
+    return f"force → row terminal: {case}"
+
+
+def _tree_cpu(root: psutil.Process) -> dict[int, float]:
+    """CPU seconds so far of `root` and each process under it."""
+    found = {}
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        found[process.pid] = times.user + times.system
+    return found
+
+
+async def cpu_split(root: psutil.Process, seconds: float) -> dict[str, float]:
+    """% of one core over `seconds`: the server itself, and the processes
+    under it (the forkserver and its execution processes)."""
+    before, started = _tree_cpu(root), time.monotonic()
+    await asyncio.sleep(seconds)
+    after, elapsed = _tree_cpu(root), time.monotonic() - started
+    server = after.get(root.pid, 0) - before.get(root.pid, 0)
+    children = sum(
+        used - before.get(pid, 0) for pid, used in after.items() if pid != root.pid
+    )
+    return {"server": 100 * server / elapsed, "children": 100 * children / elapsed}
+
+
+async def api_under_load(server: Site, samples: int) -> dict:
+    root = psutil.Process(server.daphne.pid)
+    idle = await round_trips(server, API_LIST, samples)
+    idle_cpu = await cpu_split(root, 2.0)
+    keys = []
+    for _ in range(HEAVY_RUNS):
+        key = await server.start(CPU_HEAVY)
+        await server.wait("running", key)
+        keys.append(key)
+    await asyncio.sleep(1.0)
+    loaded_cpu = asyncio.ensure_future(cpu_split(root, 3.0))
+    loaded = await round_trips(server, API_LIST, samples)
+    loaded_cpu = await loaded_cpu
+    for key in keys:
+        await server.interrupt_api(key, force=True)
+    for key in keys:
+        await server.wait("done", key)
+    await asyncio.sleep(0.5)
+    idle += await round_trips(server, API_LIST, samples)
+    return {
+        "idle": idle,
+        "loaded": loaded,
+        "cpu_idle": idle_cpu,
+        "cpu_loaded": loaded_cpu,
+    }
+
+
+async def start_latency(server: Site, samples: int) -> dict[str, list[float]]:
+    series: dict[str, list[float]] = {"start": [], "reply": []}
+    for index in range(samples + WARMUP):
+        key, sent, replied = await server.start_timed(LONG_STEP)
+        running = await server.wait("running", key)
+        await server.wait("joined", key)
+        await server.interrupt_api(key)
+        await server.wait("done", key)
+        if index >= WARMUP:
+            series["start"].append(ms(running["started"] - sent))
+            series["reply"].append(ms(replied - sent))
+    return series
+
+
+def _wait_terminal(database: str, key: str, timeout: float = 30) -> tuple[float, str]:
+    """When the row turns terminal (read every 2 ms), and its status."""
+    connection = sqlite3.connect(database, timeout=5)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = connection.execute(
+                "SELECT status FROM executions_execution WHERE id = ?", (key,)
+            ).fetchone()
+            if row and row[0] in TERMINAL:
+                return time.time(), row[0]
+            time.sleep(0.002)
+    finally:
+        connection.close()
+    raise TimeoutError(f"execution {key} not terminal after {timeout} s")
+
+
+async def forced(server: Site, cmd: str, params: dict, samples: int) -> dict:
+    database = urlparse(server.context.database_url).path
+    latencies, statuses = [], []
+    for _ in range(samples):
+        key, _, _ = await server.start_timed(params, cmd)
+        await server.wait("joined", key)
+        await server.wait("running", key)
+        await asyncio.sleep(0.2)  # the step is well inside its blocking work
+        await desync()
+        sent, _ = await server.interrupt_api(key, force=True)
+        ended, status = await asyncio.to_thread(_wait_terminal, database, key)
+        await server.wait("done", key)
+        latencies.append(ms(ended - sent))
+        statuses.append(status)
+    return {"latencies": latencies, "statuses": statuses}
+
+
+async def run(context: Context) -> None:
+    samples = context.samples(200, 30)
+    rows = []
+    async with site(context, "runtime") as server:
+        # Warm up: the forkserver, the first fork, Django's caches.
+        key = await server.start_joined()
+        await server.interrupt_api(key)
+        await server.wait("done", key)
+        load = await api_under_load(server, samples)
+        rows += [(IDLE, load["idle"]), (LOADED, load["loaded"])]
+        started = await start_latency(server, context.samples(100, 15))
+        rows += [(START, started["start"]), (START_REPLY, started["reply"])]
+        statuses = {}
+        for case, (cmd, params) in FORCE_CASES.items():
+            count = context.samples(10 if "gil" in cmd else 30, 3)
+            result = await forced(server, cmd, params, count)
+            rows.append((force_label(case), result["latencies"]))
+            statuses[case] = sorted(set(result["statuses"]))
+        grace = float(server.env.get("EXECUTIONS_FORCE_GRACE", 2.0))
+    context.results["runtime"] = {
+        "rows": rows,
+        "floors": {LOADED: IDLE},
+        "cpu": {"idle": load["cpu_idle"], "loaded": load["cpu_loaded"]},
+        "force_statuses": statuses,
+        "force_grace": grace,
+        "heavy": CPU_HEAVY,
+    }
+
+
+def markdown(section: dict) -> str:
+    idle, loaded = section["cpu"]["idle"], section["cpu"]["loaded"]
+    statuses = "; ".join(
+        f"{case}: {', '.join(found)}"
+        for case, found in section["force_statuses"].items()
+    )
+    return (
+        f"CPU (% of one core) while idle: daphne {idle['server']:.0f}, its "
+        f"execution processes {idle['children']:.0f}; with the {HEAVY_RUNS} "
+        f"CPU-heavy runs (`demo.steps` {section['heavy']}): daphne "
+        f"{loaded['server']:.0f}, its execution processes "
+        f"{loaded['children']:.0f} (2 cores). Forced rows ended as: {statuses}. "
+        f"EXECUTIONS_FORCE_GRACE: {section['force_grace']:g} s."
+    )
