@@ -34,7 +34,15 @@ from benchmarks.support import (
 NOT_CODE = (".git", ".venv", "var", "tests", "docs", "__pycache__", "*.sqlite3*")
 SNAPSHOT_PREFIX = "peace-bench-tree-"
 
-SCENARIOS = ("interrupts", "peers", "progress", "fanout", "scale", "layers")
+SCENARIOS = (
+    "interrupts",
+    "peers",
+    "progress",
+    "fanout",
+    "scale",
+    "runtime",
+    "layers",
+)
 
 
 def run_from_snapshot() -> None:

@@ -41,6 +41,9 @@ import uuid
 
 COLLECTOR = "PEACE_BENCH_COLLECTOR"
 SENDS = "PEACE_BENCH_SENDS"
+#: An experiment, not a probe: the forkserver (and so every execution process
+#: forked from it) renices itself by this much (benchmarks/runtime.py).
+NICE_ENV = "PEACE_BENCH_NICE"
 CONTROL_PREFIX = "execution-control."
 WATCH_PREFIX = "execution."
 #: Imported by the forkserver, after the product's own preload (Django set up).

@@ -25,6 +25,8 @@ ratio or a bound measured in this run:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import time
 from urllib.parse import urlparse
@@ -32,6 +34,7 @@ from urllib.parse import urlparse
 import psutil
 
 from benchmarks.interrupts import WARMUP, ms, round_trips
+from benchmarks.probe import NICE_ENV
 from benchmarks.stack import LONG_STEP, Context, Site, desync, site
 
 CPU_HEAVY = {"count": 1000, "seconds": 0, "ticks": 100000}
@@ -39,6 +42,11 @@ HEAVY_RUNS = 3
 API_LIST = "/api/executions/"
 IDLE = "GET /api/executions/, server idle (floor)"
 LOADED = f"GET /api/executions/, {HEAVY_RUNS} CPU-heavy runs going"
+NICE = 10
+LOADED_NICE = (
+    f"GET /api/executions/, {HEAVY_RUNS} CPU-heavy runs at nice {NICE} (experiment)"
+)
+IDLE_NICE = "GET /api/executions/, idle, for the nice experiment (floor)"
 START = "API POST → first step running (engine's stamp)"
 START_REPLY = "API POST → its 201 back (reference)"
 FORCE_CASES = {
@@ -54,6 +62,27 @@ TERMINAL = ("succeeded", "failed", "interrupted", "lost")
 
 def force_label(case: str) -> str:
     return f"force → row terminal: {case}"
+
+
+def run_queue_wait(pid: int) -> float:
+    """Seconds the threads of `pid` have spent runnable but waiting for a CPU
+    (the kernel's schedstat), so far."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with (
+            contextlib.suppress(OSError),
+            open(f"/proc/{pid}/task/{task}/schedstat") as stat,
+        ):
+            total += int(stat.read().split()[1])
+    return total / 1e9
+
+
+async def timed_round_trips(server: Site, samples: int) -> tuple[list[float], float]:
+    """GET round trips, and daphne's run-queue wait per request (ms)."""
+    before = run_queue_wait(server.daphne.pid)
+    latencies = await round_trips(server, API_LIST, samples)
+    waited = run_queue_wait(server.daphne.pid) - before
+    return latencies, ms(waited) / samples
 
 
 def _tree_cpu(root: psutil.Process) -> dict[int, float]:
@@ -83,7 +112,7 @@ async def cpu_split(root: psutil.Process, seconds: float) -> dict[str, float]:
 
 async def api_under_load(server: Site, samples: int) -> dict:
     root = psutil.Process(server.daphne.pid)
-    idle = await round_trips(server, API_LIST, samples)
+    idle, idle_wait = await timed_round_trips(server, samples)
     idle_cpu = await cpu_split(root, 2.0)
     keys = []
     for _ in range(HEAVY_RUNS):
@@ -92,19 +121,21 @@ async def api_under_load(server: Site, samples: int) -> dict:
         keys.append(key)
     await asyncio.sleep(1.0)
     loaded_cpu = asyncio.ensure_future(cpu_split(root, 3.0))
-    loaded = await round_trips(server, API_LIST, samples)
+    loaded, loaded_wait = await timed_round_trips(server, samples)
     loaded_cpu = await loaded_cpu
     for key in keys:
         await server.interrupt_api(key, force=True)
     for key in keys:
         await server.wait("done", key)
     await asyncio.sleep(0.5)
-    idle += await round_trips(server, API_LIST, samples)
+    after, after_wait = await timed_round_trips(server, samples)
     return {
-        "idle": idle,
+        "idle": idle + after,
         "loaded": loaded,
         "cpu_idle": idle_cpu,
         "cpu_loaded": loaded_cpu,
+        "wait_idle": (idle_wait + after_wait) / 2,
+        "wait_loaded": loaded_wait,
     }
 
 
@@ -175,10 +206,26 @@ async def run(context: Context) -> None:
             rows.append((force_label(case), result["latencies"]))
             statuses[case] = sorted(set(result["statuses"]))
         grace = float(server.env.get("EXECUTIONS_FORCE_GRACE", 2.0))
+    # What the product would get by lowering its execution processes'
+    # priority: the benchmark's forkserver preload renices itself, so the
+    # executions forked from it run at nice NICE. Not the product's code.
+    extra = {NICE_ENV: str(NICE)}
+    async with site(context, "runtime-nice", extra_env=extra) as server:
+        key = await server.start_joined()
+        await server.interrupt_api(key)
+        await server.wait("done", key)
+        niced = await api_under_load(server, samples)
+        rows += [(IDLE_NICE, niced["idle"]), (LOADED_NICE, niced["loaded"])]
     context.results["runtime"] = {
         "rows": rows,
-        "floors": {LOADED: IDLE},
+        "floors": {LOADED: IDLE, LOADED_NICE: IDLE_NICE},
         "cpu": {"idle": load["cpu_idle"], "loaded": load["cpu_loaded"]},
+        "cpu_nice": niced["cpu_loaded"],
+        "wait": {
+            "idle": load["wait_idle"],
+            "loaded": load["wait_loaded"],
+            "nice": niced["wait_loaded"],
+        },
         "force_statuses": statuses,
         "force_grace": grace,
         "heavy": CPU_HEAVY,
@@ -191,11 +238,22 @@ def markdown(section: dict) -> str:
         f"{case}: {', '.join(found)}"
         for case, found in section["force_statuses"].items()
     )
+    wait = section.get("wait", {})
+    nice = section.get("cpu_nice", {})
+    waits = (
+        f" Daphne's threads waited for a CPU (runnable, not running; the "
+        f"kernel's schedstat) {wait['idle']:.2f} ms per request idle, "
+        f"{wait['loaded']:.2f} ms with the runs going, {wait['nice']:.2f} ms "
+        f"with them at nice {NICE} (daphne {nice.get('server', 0):.0f} %, "
+        f"execution processes {nice.get('children', 0):.0f} %)."
+        if wait
+        else ""
+    )
     return (
         f"CPU (% of one core) while idle: daphne {idle['server']:.0f}, its "
         f"execution processes {idle['children']:.0f}; with the {HEAVY_RUNS} "
         f"CPU-heavy runs (`demo.steps` {section['heavy']}): daphne "
         f"{loaded['server']:.0f}, its execution processes "
         f"{loaded['children']:.0f} (2 cores). Forced rows ended as: {statuses}. "
-        f"EXECUTIONS_FORCE_GRACE: {section['force_grace']:g} s."
+        f"EXECUTIONS_FORCE_GRACE: {section['force_grace']:g} s." + waits
     )
