@@ -1,10 +1,14 @@
 """Scenario 5: one execution's events to 1, 50 and 200 websocket watchers.
 
-Ours: a running execution's step events (a step ticking every 10 ms,
-coalesced by the runner to one event per EXECUTIONS_PROGRESS_INTERVAL) go to
-N watchers of `/ws/executions/<id>/`. For each event, the time from the
-runner's `group_send` (the probe reports it, PEACE_BENCH_SENDS=1) to the moment
-the last of the N watchers has it.
+Ours: a running execution's step events (a step ticking every 10 ms in its
+execution process, coalesced by the engine to one event per
+EXECUTIONS_PROGRESS_INTERVAL and sent over the socket pair to its supervisor:
+daphne in-memory, the worker over Redis) go to N watchers of
+`/ws/executions/<id>/`. For each event, the time from the supervisor's
+`group_send` (the probe reports it, PEACE_BENCH_SENDS=1) to the moment the
+last of the N watchers has it. The hop from the execution process to the
+supervisor comes before that `group_send`: it is not in these figures (nor
+in the floor's).
 
 Floor, bare Channels fan-out in the same daphne and layer: a bare consumer
 stamps a message and `group_send`s it to a group that N bare consumers joined,

@@ -2,20 +2,24 @@
 
 For each door — the JSON API, the websocket, the admin action, `manage.py
 interrupt`, SIGINT to `manage.py execute` — and for each deployment — the
-embedded default (in-memory layer, runs inside daphne) and Redis (pub/sub
-layer, runs on a `runworker executions` process):
+embedded default (in-memory layer, daphne supervises) and Redis (pub/sub
+layer, a `runworker executions` process supervises):
 
 - delivery: from the moment the door is used (just before the request is
   sent, the websocket frame written, the subprocess spawned, `os.kill`) to the
-  moment the runner's in-memory `InterruptSignal` is set (a listener the probe
-  adds reports `time.time()` in the runner's process);
+  moment the engine's in-memory `InterruptSignal` is set in the execution
+  process (a listener the probe adds reports `time.time()` there): the push
+  reaches the supervisor, which writes it to the execution process's socket
+  pair. `manage.py execute` is its own execution process: SIGINT sets the
+  signal in the same process;
 - stopped: from the same moment to the moment a websocket watcher of the
   execution receives it as `interrupted`. The step is cooperative: it checks
   the interrupt every 10 ms.
 
 Each sample is its own execution, alone on the site, interrupted 10-30 ms
-after its runner joined its control group (a random phase). The floor is a
-bare `group_send` → `receive` on the same layer set-up.
+after its supervisor joined its control group and its first step runs (a
+random phase). The floor is a bare `group_send` → `receive` on the same
+layer set-up.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ FLOOR_MEMORY = "in-memory group_send → receive, one process (floor)"
 FLOOR_PUBSUB = "pub/sub layer group_send → receive, other process (floor)"
 CLI_FLOOR = "manage.py interrupt UNKNOWN-ID: spawn → exit"
 IDLE_SERVER = "Redis: API → watcher sees, quiet server (no list page)"
+HOP = "websocket door, of which: supervisor → execution process → signal"
 PING = "HTTP GET round trip, bare ASGI on daphne (reference)"
 DJANGO_404 = "HTTP GET round trip, a Django 404 (reference)"
 
@@ -140,6 +145,9 @@ async def one(site: Site, door) -> dict[str, float]:
     await watcher.close()
     result = {"delivery": ms(signalled["t"] - sent), "stopped": ms(seen_at - sent)}
     result["signal → seen"] = ms(seen_at - signalled["t"])
+    relayed = site.collector.all("relayed", key)
+    if relayed:
+        result["hop"] = ms(signalled["t"] - relayed[0]["t"])
     if replied is not None:
         result["reply"] = ms(replied - sent)
     return result
@@ -192,7 +200,8 @@ async def round_trips(site: Site, path: str, samples: int) -> list[float]:
 
 
 async def sigint(site: Site, samples: int) -> dict[str, list[float]]:
-    """Ctrl-C: SIGINT to a probed `manage.py execute` (its own runner)."""
+    """Ctrl-C: SIGINT to a probed `manage.py execute` (its own supervisor
+    and execution process)."""
     argv = [PYTHON, "-m", "benchmarks.harness", "execute", "demo.steps", "--json"]
     for name, value in LONG_STEP.items():
         argv += ["--param", f"{name}={value}"]
@@ -246,6 +255,8 @@ async def run(context: Context) -> None:
                         series["signal → seen"],
                     )
                 )
+            if door is door_websocket and series.get("hop"):
+                memory_rows.append((HOP, series["hop"]))
         memory_rows.append((CLI_FLOOR + " (reference)", await cli_floor(server, slow)))
         memory_rows.append((PING, await round_trips(server, "/bench/ping/", samples)))
         memory_rows.append(
@@ -286,6 +297,8 @@ async def doors_over_redis(
         count = slow if door is door_cli else samples
         series = await measure(server, door, count)
         rows.append((f"{name} → signal set (worker)", series["delivery"]))
+        if door is door_websocket and series.get("hop"):
+            rows.append((HOP + " (worker)", series["hop"]))
         stopped_rows.append((f"Redis: {name} → watcher sees", series["stopped"]))
         if door is door_api:
             stopped_rows.append(

@@ -7,6 +7,9 @@ and watches it from outside:
 
 - the supervisor's first join of a run's control group is reported as
   `joined`, so a benchmark interrupts only a run that can hear the push;
+- the supervisor's write of an interrupt to an execution process's socket
+  pair is reported as `relayed`, so the hop from there to the engine's
+  signal can be told apart from the door and the layer;
 - a supervised run that is over (its row final, its watchers told) is
   reported as `done`;
 - with PEACE_BENCH_SENDS=1, each step event the supervisor hands to the
@@ -83,6 +86,7 @@ def install() -> None:
         process.PRELOAD.append(FORKED_MODULE)
     supervisor.run_spec = probed_run_spec(supervisor.run_spec)
     _probe_supervisor(supervisor.Supervisor)
+    _probe_relay(process.ExecutionProcess)
     _probe_layer(sends=os.environ.get(SENDS) == "1")
 
 
@@ -118,6 +122,16 @@ def _probe_supervisor(cls) -> None:
             report("done", uuid.UUID(run.id).hex)
 
     cls._supervise = probed_supervise
+
+
+def _probe_relay(cls) -> None:
+    interrupt = cls.interrupt
+
+    def probed_interrupt(self, force: bool) -> None:
+        interrupt(self, force)
+        report("relayed", uuid.UUID(str(self.spec.execution_id)).hex, force=force)
+
+    cls.interrupt = probed_interrupt
 
 
 def _probe_layer(*, sends: bool) -> None:

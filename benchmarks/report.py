@@ -16,7 +16,7 @@ END = "<!-- GENERATED: to here -->"
 
 TITLES = {
     "interrupts_inprocess": "1. Interrupt delivery, in-process (embedded default)",
-    "interrupts_redis": "1. Interrupt delivery, over Redis (runner on a worker)",
+    "interrupts_redis": "1. Interrupt delivery, over Redis (a worker supervises)",
     "stopped": "2. Interrupt to stopped, seen by a watcher",
     "peers": "3. Peers: Celery and RQ, same machine and Redis",
     "starts": "3. Peers: starting work (ask → the task's code runs)",
@@ -286,19 +286,43 @@ def _regressed(before: tuple, stat: dict) -> bool:
     return stat["p50"] > REGRESSION * before[0] or stat["p99"] > REGRESSION * before[1]
 
 
+def drift(results: dict) -> float | None:
+    """How much slower the machine itself is than on PREVIOUS_DATE: the
+    geometric mean of now ÷ then (p50) over the reference rows (floors,
+    Django's 404, the peers), none of which is our code."""
+    ratios = [
+        stat["p50"] / before[0]
+        for _, _, before, stat, reference in comparisons(results)
+        if reference
+    ]
+    if not ratios:
+        return None
+    product = 1.0
+    for ratio in ratios:
+        product *= ratio
+    return product ** (1 / len(ratios))
+
+
 def compared(results: dict) -> str:
     """This run against the last recorded figures, row by row."""
     if not comparisons(results):
         return ""
+    machine = drift(results)
+    moved = f"{machine:.2f}× then (geometric mean, p50)" if machine else "absent"
     lines = [
         f"### Against the last recorded figures ({PREVIOUS_DATE}, before the runtime)",
         "",
+        "The verdict is on the raw ratio. The machine itself moved: the "
+        f"reference rows (not our code) are {moved}; the last column divides "
+        "our p50 ratio by that.",
+        "",
         f"| row | {PREVIOUS_DATE} p50 / p99 | now p50 / p99 | now ÷ then "
-        "(p50 / p99) | |",
-        "|---|---|---|---|---|",
+        "(p50 / p99) | | p50 ÷ machine drift |",
+        "|---|---|---|---|---|---|",
     ]
     for _, name, before, stat, reference in comparisons(results):
         p50, p99 = stat["p50"] / before[0], stat["p99"] / before[1]
+        adjusted = f"{p50 / machine:.2f}×" if machine and not reference else ""
         if reference:
             verdict = "reference (not ours)"
         elif _regressed(before, stat):
@@ -308,7 +332,7 @@ def compared(results: dict) -> str:
         lines.append(
             f"| {name} | {before[0]:g} / {before[1]:g} "
             f"| {stat['p50']:.2f} / {stat['p99']:.2f} | {p50:.2f}× / {p99:.2f}× "
-            f"| {verdict} |"
+            f"| {verdict} | {adjusted} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -497,6 +521,18 @@ def plot(results: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def _load(results: dict) -> str:
+    load = results.get("load")
+    if not load:
+        return ""
+    return (
+        "Load average (1 min, 2 cores, shared with other sessions' tests) as "
+        "each scenario started: "
+        + ", ".join(f"{name} {value:.1f}" for name, value in load.items())
+        + "."
+    )
+
+
 def generated(results: dict, meta: dict) -> str:
     facts = "\n".join(f"- {key}: {value}" for key, value in meta["machine"].items())
     return "\n".join(
@@ -512,6 +548,8 @@ def generated(results: dict, meta: dict) -> str:
             "",
             "All times in ms unless marked; ratios are p50 and p99 over the floor "
             "row's. Clocks: `time.time()` in each process, one machine.",
+            "",
+            _load(results),
             "",
             "### Targets",
             "",

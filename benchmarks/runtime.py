@@ -6,9 +6,11 @@ ratio or a bound measured in this run:
 - the API under CPU-heavy runs: `GET /api/executions/` round trips (the
   session's keep-alive connection) with three runs of `demo.steps`
   (count=1000, seconds=0, ticks=100000: every value inside the schema) going,
-  against the same server idle (before them and after them, pooled). The
-  CPU of daphne itself and of its execution processes is measured over the
-  same window;
+  against the same server idle, in alternating rounds (idle, loaded, ...,
+  idle: this machine is shared, and what else runs weighs on both alike).
+  The CPU of daphne itself and of its execution processes, and the time
+  daphne's threads wait for a CPU (the kernel's schedstat), are measured
+  alongside;
 - start: from just before the API's POST is written to the moment the first
   step runs, as the execution process's engine stamps it (the step's
   `started_at`, reported by the probe); the POST's reply for reference.
@@ -110,32 +112,47 @@ async def cpu_split(root: psutil.Process, seconds: float) -> dict[str, float]:
     return {"server": 100 * server / elapsed, "children": 100 * children / elapsed}
 
 
-async def api_under_load(server: Site, samples: int) -> dict:
+async def api_under_load(server: Site, samples: int, rounds: int) -> dict:
+    """Idle and loaded round trips in alternating rounds (idle, loaded, ...,
+    idle), so that what else runs on this shared machine weighs on both
+    alike. Each loaded round starts three CPU-heavy runs, lets them settle,
+    measures, and forces them to stop; idle rounds have no execution."""
     root = psutil.Process(server.daphne.pid)
-    idle, idle_wait = await timed_round_trips(server, samples)
-    idle_cpu = await cpu_split(root, 2.0)
-    keys = []
-    for _ in range(HEAVY_RUNS):
-        key = await server.start(CPU_HEAVY)
-        await server.wait("running", key)
-        keys.append(key)
-    await asyncio.sleep(1.0)
-    loaded_cpu = asyncio.ensure_future(cpu_split(root, 3.0))
-    loaded, loaded_wait = await timed_round_trips(server, samples)
-    loaded_cpu = await loaded_cpu
-    for key in keys:
-        await server.interrupt_api(key, force=True)
-    for key in keys:
-        await server.wait("done", key)
-    await asyncio.sleep(0.5)
-    after, after_wait = await timed_round_trips(server, samples)
+    per_round = max(1, samples // rounds)
+    idle, loaded, idle_waits, loaded_waits = [], [], [], []
+    idle_cpu = loaded_cpu = None
+    for _ in range(rounds):
+        latencies, wait = await timed_round_trips(server, per_round)
+        idle += latencies
+        idle_waits.append(wait)
+        if idle_cpu is None:
+            idle_cpu = await cpu_split(root, 1.0)
+        keys = []
+        for _ in range(HEAVY_RUNS):
+            key = await server.start(CPU_HEAVY)
+            await server.wait("running", key)
+            keys.append(key)
+        await asyncio.sleep(1.0)
+        if loaded_cpu is None:
+            loaded_cpu = await cpu_split(root, 2.0)
+        latencies, wait = await timed_round_trips(server, per_round)
+        loaded += latencies
+        loaded_waits.append(wait)
+        for key in keys:
+            await server.interrupt_api(key, force=True)
+        for key in keys:
+            await server.wait("done", key)
+        await asyncio.sleep(0.5)
+    latencies, wait = await timed_round_trips(server, per_round)
+    idle += latencies
+    idle_waits.append(wait)
     return {
-        "idle": idle + after,
+        "idle": idle,
         "loaded": loaded,
         "cpu_idle": idle_cpu,
         "cpu_loaded": loaded_cpu,
-        "wait_idle": (idle_wait + after_wait) / 2,
-        "wait_loaded": loaded_wait,
+        "wait_idle": sum(idle_waits) / len(idle_waits),
+        "wait_loaded": sum(loaded_waits) / len(loaded_waits),
     }
 
 
@@ -188,14 +205,15 @@ async def forced(server: Site, cmd: str, params: dict, samples: int) -> dict:
 
 
 async def run(context: Context) -> None:
-    samples = context.samples(200, 30)
+    samples = context.samples(200, 40)
+    rounds = context.samples(5, 2)
     rows = []
     async with site(context, "runtime") as server:
         # Warm up: the forkserver, the first fork, Django's caches.
         key = await server.start_joined()
         await server.interrupt_api(key)
         await server.wait("done", key)
-        load = await api_under_load(server, samples)
+        load = await api_under_load(server, samples, rounds)
         rows += [(IDLE, load["idle"]), (LOADED, load["loaded"])]
         started = await start_latency(server, context.samples(100, 15))
         rows += [(START, started["start"]), (START_REPLY, started["reply"])]
@@ -214,7 +232,7 @@ async def run(context: Context) -> None:
         key = await server.start_joined()
         await server.interrupt_api(key)
         await server.wait("done", key)
-        niced = await api_under_load(server, samples)
+        niced = await api_under_load(server, samples, rounds)
         rows += [(IDLE_NICE, niced["idle"]), (LOADED_NICE, niced["loaded"])]
     context.results["runtime"] = {
         "rows": rows,

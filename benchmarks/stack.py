@@ -155,7 +155,7 @@ class Site:
 
 async def desync() -> None:
     """A random pause, so a door is used at a random phase of the step's
-    10 ms checkpoint loop and of the runner's 0.5 s database poll."""
+    10 ms checkpoint loop and of the supervisor's 0.5 s database poll."""
     await asyncio.sleep(random.uniform(0.01, 0.03))
 
 
