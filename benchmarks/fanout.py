@@ -111,8 +111,7 @@ async def ours(server: Site, count: int, seconds: float) -> tuple[list[float], i
     await asyncio.sleep(seconds)
     end = time.time()
     await asyncio.sleep(SETTLE)
-    await server.interrupt_api(key)
-    await server.wait("done", key)
+    await server.stop(key)
     await watchers.close()
     sent = [
         (report["event"], report["t"])
@@ -166,8 +165,7 @@ async def sample_step(server: Site) -> dict:
         if message.get("type") == "step":
             break
     await socket.close()
-    await server.interrupt_api(key)
-    await server.wait("done", key)
+    await server.stop(key)
     return message["step"]
 
 
@@ -183,8 +181,7 @@ async def measure(
             # the same load, and only the fan-out path differs.
             background = await server.start_joined()
             latencies, lost = await bare(server, count, seconds, step)
-            await server.interrupt_api(background)
-            await server.wait("done", background)
+            await server.stop(background)
             rows.append((label, latencies))
             missing[label] = lost
             ours_label = f"{name}: ours → last of {count}"

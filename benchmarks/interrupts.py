@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from benchmarks import layers
-from benchmarks.stack import LONG_STEP, Context, Site, desync, site
+from benchmarks.stack import LONG_STEP, Context, Ended, Site, desync, site
 from benchmarks.support import PYTHON, ROOT
 
 WARMUP = 3
@@ -120,8 +120,11 @@ async def door_cli(site: Site, key: str, watcher) -> tuple[float, float | None]:
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
-    if await process.wait() != 0:
-        raise RuntimeError(f"manage.py interrupt exited {process.returncode}")
+    code = await process.wait()
+    if code == 1:  # not running: the run had already ended
+        raise Ended(f"execution {key} is not running")
+    if code != 0:
+        raise RuntimeError(f"manage.py interrupt exited {code}")
     return sent, time.time()
 
 
@@ -133,13 +136,23 @@ DOORS = {
 }
 
 
-async def one(site: Site, door) -> dict[str, float]:
+async def one(site: Site, door) -> dict[str, float] | None:
+    """One sample; None when the run ended before the door was used (the
+    runtime stopped it by itself: `stack.unrequested` counts those)."""
     key = await site.start_joined()
     watcher = await site.watch(key)
     seen = asyncio.ensure_future(until_interrupted(watcher))
     await desync()
-    sent, replied = await door(site, key, watcher)
-    signalled = await site.wait("signal", key)
+    try:
+        sent, replied = await door(site, key, watcher)
+    except Ended:
+        sent = None
+    signalled = await site.wait("signal", key) if sent is not None else None
+    if signalled is None or signalled["t"] < sent:
+        seen.cancel()
+        await site.wait("done", key)
+        await watcher.close()
+        return None
     seen_at = await asyncio.wait_for(seen, 60)
     await site.wait("done", key)
     await watcher.close()
@@ -155,9 +168,13 @@ async def one(site: Site, door) -> dict[str, float]:
 
 async def measure(site: Site, door, samples: int) -> dict[str, list[float]]:
     series: dict[str, list[float]] = {}
-    for index in range(samples + WARMUP):
+    index = 0
+    while index < samples + WARMUP:
         result = await one(site, door)
-        if index < WARMUP:
+        if result is None:
+            continue
+        index += 1
+        if index <= WARMUP:
             continue
         for name, value in result.items():
             series.setdefault(name, []).append(value)

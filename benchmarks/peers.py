@@ -60,7 +60,8 @@ async def ours(context: Context, samples: int) -> tuple[list[float], list[float]
             text=True,
         )
         try:
-            for index in range(samples + WARMUP):
+            index = 0
+            while index < samples + WARMUP:
                 key, posted, _ = await server.start_timed()
                 await server.wait("joined", key)
                 running = await server.wait("running", key)
@@ -70,7 +71,10 @@ async def ours(context: Context, samples: int) -> tuple[list[float], list[float]
                 sent = float(await asyncio.to_thread(client.stdout.readline))
                 signalled = await server.wait("signal", key)
                 await server.wait("done", key)
-                if index >= WARMUP:
+                if signalled["t"] < sent:
+                    continue  # ended before it was asked (stack.unrequested)
+                index += 1
+                if index > WARMUP:
                     latencies.append(ms(signalled["t"] - sent))
                     starts.append(ms(running["started"] - posted))
         finally:

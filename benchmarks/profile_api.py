@@ -88,9 +88,7 @@ async def main(seconds: float, nice: int) -> None:
         waited = run_queue_wait(server.daphne.pid) - waited
         await asyncio.to_thread(spy.wait)
         for key in keys:
-            await server.interrupt_api(key, force=True)
-        for key in keys:
-            await server.wait("done", key)
+            await server.stop(key, force=True)
     collector.close()
     print(
         f"idle p50 {summary(idle)['p50']:.1f} ms; loaded p50 "

@@ -521,6 +521,20 @@ def plot(results: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def _unrequested(results: dict) -> str:
+    found = results.get("unrequested")
+    if not found:
+        return ""
+    count = sum(pair[0] for pair in found.values())
+    total = sum(pair[1] for pair in found.values())
+    where = ", ".join(f"{name} {pair[0]}" for name, pair in found.items() if pair[0])
+    return (
+        f"Runs that ended `interrupted` with no interrupt on their row (the "
+        f"runtime stopped them by itself; samples of them are left out): "
+        f"{count} of {total} started" + (f" ({where})" if where else "") + "."
+    )
+
+
 def _load(results: dict) -> str:
     load = results.get("load")
     if not load:
@@ -550,6 +564,8 @@ def generated(results: dict, meta: dict) -> str:
             "row's. Clocks: `time.time()` in each process, one machine.",
             "",
             _load(results),
+            "",
+            _unrequested(results),
             "",
             "### Targets",
             "",

@@ -37,13 +37,17 @@ import psutil
 
 from benchmarks.interrupts import WARMUP, ms, round_trips
 from benchmarks.probe import NICE_ENV
-from benchmarks.stack import LONG_STEP, Context, Site, desync, site
+from benchmarks.stack import LONG_STEP, Context, Ended, Site, desync, site
 
 CPU_HEAVY = {"count": 1000, "seconds": 0, "ticks": 100000}
 HEAVY_RUNS = 3
-API_LIST = "/api/executions/"
-IDLE = "GET /api/executions/, server idle (floor)"
-LOADED = f"GET /api/executions/, {HEAVY_RUNS} CPU-heavy runs going"
+#: The three newest executions: in loaded rounds the three heavy runs, in idle
+#: rounds the three that just ended (a first round runs them before any
+#: measurement), so idle and loaded answers carry the same rows (1,000 steps
+#: each, ~220 KB) and only the load differs.
+API_LIST = "/api/executions/?limit=3"
+IDLE = "GET /api/executions/?limit=3, server idle (floor)"
+LOADED = f"GET /api/executions/?limit=3, {HEAVY_RUNS} CPU-heavy runs going"
 NICE = 10
 LOADED_NICE = (
     f"GET /api/executions/, {HEAVY_RUNS} CPU-heavy runs at nice {NICE} (experiment)"
@@ -121,7 +125,12 @@ async def api_under_load(server: Site, samples: int, rounds: int) -> dict:
     per_round = max(1, samples // rounds)
     idle, loaded, idle_waits, loaded_waits = [], [], [], []
     idle_cpu = loaded_cpu = None
+    sizes = {}
+    keys = [await server.start(CPU_HEAVY) for _ in range(HEAVY_RUNS)]
+    for key in keys:
+        await server.stop(key, force=True)
     for _ in range(rounds):
+        sizes.setdefault("idle", await answer_size(server))
         latencies, wait = await timed_round_trips(server, per_round)
         idle += latencies
         idle_waits.append(wait)
@@ -135,13 +144,12 @@ async def api_under_load(server: Site, samples: int, rounds: int) -> dict:
         await asyncio.sleep(1.0)
         if loaded_cpu is None:
             loaded_cpu = await cpu_split(root, 2.0)
+        sizes.setdefault("loaded", await answer_size(server))
         latencies, wait = await timed_round_trips(server, per_round)
         loaded += latencies
         loaded_waits.append(wait)
         for key in keys:
-            await server.interrupt_api(key, force=True)
-        for key in keys:
-            await server.wait("done", key)
+            await server.stop(key, force=True)
         await asyncio.sleep(0.5)
     latencies, wait = await timed_round_trips(server, per_round)
     idle += latencies
@@ -153,7 +161,13 @@ async def api_under_load(server: Site, samples: int, rounds: int) -> dict:
         "cpu_loaded": loaded_cpu,
         "wait_idle": sum(idle_waits) / len(idle_waits),
         "wait_loaded": sum(loaded_waits) / len(loaded_waits),
+        "sizes": sizes,
     }
+
+
+async def answer_size(server: Site) -> int:
+    _, body = await asyncio.to_thread(server.http.request, "GET", API_LIST)
+    return len(body)
 
 
 async def start_latency(server: Site, samples: int) -> dict[str, list[float]]:
@@ -162,8 +176,7 @@ async def start_latency(server: Site, samples: int) -> dict[str, list[float]]:
         key, sent, replied = await server.start_timed(LONG_STEP)
         running = await server.wait("running", key)
         await server.wait("joined", key)
-        await server.interrupt_api(key)
-        await server.wait("done", key)
+        await server.stop(key)
         if index >= WARMUP:
             series["start"].append(ms(running["started"] - sent))
             series["reply"].append(ms(replied - sent))
@@ -196,7 +209,11 @@ async def forced(server: Site, cmd: str, params: dict, samples: int) -> dict:
         await server.wait("running", key)
         await asyncio.sleep(0.2)  # the step is well inside its blocking work
         await desync()
-        sent, _ = await server.interrupt_api(key, force=True)
+        try:
+            sent, _ = await server.interrupt_api(key, force=True)
+        except Ended:  # stopped by the runtime itself (stack.unrequested)
+            await server.wait("done", key)
+            continue
         ended, status = await asyncio.to_thread(_wait_terminal, database, key)
         await server.wait("done", key)
         latencies.append(ms(ended - sent))
@@ -211,8 +228,7 @@ async def run(context: Context) -> None:
     async with site(context, "runtime") as server:
         # Warm up: the forkserver, the first fork, Django's caches.
         key = await server.start_joined()
-        await server.interrupt_api(key)
-        await server.wait("done", key)
+        await server.stop(key)
         load = await api_under_load(server, samples, rounds)
         rows += [(IDLE, load["idle"]), (LOADED, load["loaded"])]
         started = await start_latency(server, context.samples(100, 15))
@@ -230,8 +246,7 @@ async def run(context: Context) -> None:
     extra = {NICE_ENV: str(NICE)}
     async with site(context, "runtime-nice", extra_env=extra) as server:
         key = await server.start_joined()
-        await server.interrupt_api(key)
-        await server.wait("done", key)
+        await server.stop(key)
         niced = await api_under_load(server, samples, rounds)
         rows += [(IDLE_NICE, niced["idle"]), (LOADED_NICE, niced["loaded"])]
     context.results["runtime"] = {
@@ -239,6 +254,7 @@ async def run(context: Context) -> None:
         "floors": {LOADED: IDLE, LOADED_NICE: IDLE_NICE},
         "cpu": {"idle": load["cpu_idle"], "loaded": load["cpu_loaded"]},
         "cpu_nice": niced["cpu_loaded"],
+        "sizes": load["sizes"],
         "wait": {
             "idle": load["wait_idle"],
             "loaded": load["wait_loaded"],
@@ -267,11 +283,18 @@ def markdown(section: dict) -> str:
         if wait
         else ""
     )
+    found = section.get("sizes", {})
+    sizes = (
+        f" Answers: {found['idle'] / 1024:.0f} KiB idle, "
+        f"{found['loaded'] / 1024:.0f} KiB loaded."
+        if {"idle", "loaded"} <= set(found)
+        else ""
+    )
     return (
         f"CPU (% of one core) while idle: daphne {idle['server']:.0f}, its "
         f"execution processes {idle['children']:.0f}; with the {HEAVY_RUNS} "
         f"CPU-heavy runs (`demo.steps` {section['heavy']}): daphne "
         f"{loaded['server']:.0f}, its execution processes "
         f"{loaded['children']:.0f} (2 cores). Forced rows ended as: {statuses}. "
-        f"EXECUTIONS_FORCE_GRACE: {section['force_grace']:g} s." + waits
+        f"EXECUTIONS_FORCE_GRACE: {section['force_grace']:g} s." + waits + sizes
     )

@@ -25,7 +25,7 @@ import psutil
 
 from benchmarks.interrupts import ms
 from benchmarks.runtime import cpu_split
-from benchmarks.stack import Context, Site, desync, site
+from benchmarks.stack import Context, Ended, Site, desync, site
 
 QUIET = 3.0
 
@@ -68,9 +68,13 @@ async def level(server: Site, count: int, samples: int) -> dict:
     for _ in range(samples):
         key = running.popleft()
         await desync()
-        sent, _ = await server.interrupt_api(key)
-        signalled = await server.wait("signal", key)
-        latencies.append(ms(signalled["t"] - sent))
+        try:
+            sent, _ = await server.interrupt_api(key)
+        except Ended:  # stopped by the runtime itself (stack.unrequested)
+            sent = None
+        if sent is not None:
+            signalled = await server.wait("signal", key)
+            latencies.append(ms(signalled["t"] - sent))
         running.append(await server.start_joined())
         await server.wait("done", key)
     busy_after, elapsed = process.cpu_times(), time.monotonic() - started
@@ -85,9 +89,7 @@ async def level(server: Site, count: int, samples: int) -> dict:
     result["rss_after_churn"] = rss_mib(process)
     result["latencies"] = latencies
     for key in running:
-        await server.interrupt_api(key)
-    for key in running:
-        await server.wait("done", key)
+        await server.stop(key)
     await asyncio.sleep(1.0)
     result["rss_after_end"] = rss_mib(process)
     return result
@@ -101,8 +103,7 @@ async def run(context: Context) -> None:
         process = psutil.Process(server.daphne.pid)
         # Warm up: one execution through, so imports and caches are paid.
         key = await server.start_joined()
-        await server.interrupt_api(key)
-        await server.wait("done", key)
+        await server.stop(key)
         baseline = {
             "cpu": await cpu_percent(process, QUIET),
             "rss": rss_mib(process),
