@@ -7,8 +7,8 @@ Starts daphne (the embedded default, probed as in the benchmarks) on a
 throwaway database, starts three CPU-heavy `demo.steps` runs, and while a
 client sends `GET /api/executions/` back to back, records daphne with py-spy
 (`--idle`, all threads, raw collapsed stacks). Prints the request latency,
-how the samples of daphne's main thread split (idle in the reactor's select,
-or working, and in what), and the kernel's run-queue wait of daphne's
+how each of daphne's threads' samples split (idle in select, or working,
+and in what), and the kernel's run-queue wait of daphne's
 threads per request. Writes the raw stacks to the scratch folder.
 """
 
@@ -74,10 +74,10 @@ async def main(seconds: float, nice: int) -> None:
         raw = scratch / "daphne.collapsed"
         spy = subprocess.Popen(
             [SPY, "record", "--idle", "--threads", "--nonblocking"]
-            + ["--format", "raw", "-r", "200", "-d", str(seconds)]
+            + ["--format", "raw", "-r", "200", "-d", str(round(seconds))]
             + ["-p", str(server.daphne.pid), "-o", str(raw)],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=(scratch / "py-spy.log").open("w"),
         )
         loaded, requests = [], 0
         waited = run_queue_wait(server.daphne.pid)
@@ -95,15 +95,22 @@ async def main(seconds: float, nice: int) -> None:
         f"{summary(loaded)['p50']:.1f} ms ({len(loaded)} requests)"
     )
     print(f"daphne run-queue wait: {waited * 1000 / requests:.2f} ms per request")
-    counts: Counter[str] = Counter()
+    # Per thread: the reactor's loop (MainThread) and the thread the sync
+    # views and the ORM run in (asgiref's executor).
+    counts: Counter[tuple[str, str]] = Counter()
+    threads: Counter[str] = Counter()
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        # The main thread only: the reactor's loop, where requests are served.
-        if "MainThread" in stack.split(";")[0] or "(main" in stack.split(";")[0]:
-            counts[classify(stack)] += int(count)
-    total = sum(counts.values()) or 1
-    for label, count in counts.most_common(12):
-        print(f"{100 * count / total:5.1f} %  {label}")
+        head, _, rest = stack.partition(";")
+        thread = head.partition(": ")[2] or head
+        thread = "MainThread" if "MainThread" in thread else thread.split("_")[0]
+        if not rest:
+            continue
+        counts[thread, classify(rest)] += int(count)
+        threads[thread] += int(count)
+    for (thread, label), count in counts.most_common(14):
+        share = 100 * count / threads[thread]
+        print(f"{share:5.1f} % of {thread}'s samples: {label}")
     print(f"raw stacks: {raw}")
 
 
