@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks import interrupts, peers, progress, runtime, scale
+from benchmarks import fanout, interrupts, peers, progress, runtime, scale
 from benchmarks.support import summary, table
 
 START = "<!-- GENERATED: python -m benchmarks writes from here -->"
@@ -216,7 +216,7 @@ def targets(results: dict) -> str:
             _check("the final value arrives", "yes" if final else "no", "yes", final)
         )
     fan = _rows(results, "fanout")
-    for layer in ("in-memory", "Redis"):
+    for layer in ("in-memory", "Redis", fanout.RECHECK_OFF):
         ours = fan.get(f"{layer}: ours → last of 50")
         floor = fan.get(f"{layer}: bare Channels → last of 50 (floor)")
         if ours and floor:

@@ -222,8 +222,8 @@ async def forced(server: Site, cmd: str, params: dict, samples: int) -> dict:
 
 
 async def run(context: Context) -> None:
-    samples = context.samples(200, 40)
-    rounds = context.samples(5, 2)
+    samples = context.samples(120, 40)
+    rounds = context.samples(6, 2)
     rows = []
     async with site(context, "runtime") as server:
         # Warm up: the forkserver, the first fork, Django's caches.
