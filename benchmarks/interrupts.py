@@ -161,6 +161,15 @@ async def one(site: Site, door) -> dict[str, float] | None:
     relayed = site.collector.all("relayed", key)
     if relayed:
         result["hop"] = ms(signalled["t"] - relayed[0]["t"])
+    # The way from the signal to the watcher, where the probes see it.
+    marks = [("signal", signalled["t"])]
+    for kind in ("ran", "exited", "final"):
+        found = site.collector.all(kind, key)
+        if found:
+            marks.append((kind, found[0]["t"]))
+    marks.append(("seen", seen_at))
+    for (before, at), (after, then) in zip(marks, marks[1:], strict=False):
+        result[f"{before} → {after}"] = ms(then - at)
     if replied is not None:
         result["reply"] = ms(replied - sent)
     return result
@@ -179,6 +188,23 @@ async def measure(site: Site, door, samples: int) -> dict[str, list[float]]:
         for name, value in result.items():
             series.setdefault(name, []).append(value)
     return series
+
+
+STAGES = {
+    "signal → ran": "engine's run over (in the execution process)",
+    "ran → exited": "execution process gone (seen by the supervisor)",
+    "exited → final": "row final (the supervisor's write)",
+    "final → seen": "watcher sees `finished`",
+}
+
+
+def stages(prefix: str, series: dict[str, list[float]]) -> list:
+    """The signal → watcher way split where the probes see it."""
+    return [
+        (f"{prefix}: of which, {label}", series[name])
+        for name, label in STAGES.items()
+        if series.get(name)
+    ]
 
 
 async def cli_floor(site: Site, samples: int) -> list[float]:
@@ -272,6 +298,7 @@ async def run(context: Context) -> None:
                         series["signal → seen"],
                     )
                 )
+                stopped_rows += stages("in-process: API", series)
             if door is door_websocket and series.get("hop"):
                 memory_rows.append((HOP, series["hop"]))
         memory_rows.append((CLI_FLOOR + " (reference)", await cli_floor(server, slow)))
@@ -321,4 +348,5 @@ async def doors_over_redis(
             stopped_rows.append(
                 ("Redis: API: signal set → watcher sees", series["signal → seen"])
             )
+            stopped_rows += stages("Redis: API", series)
     return rows

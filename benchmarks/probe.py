@@ -10,6 +10,8 @@ and watches it from outside:
 - the supervisor's write of an interrupt to an execution process's socket
   pair is reported as `relayed`, so the hop from there to the engine's
   signal can be told apart from the door and the layer;
+- the supervisor seeing the execution process gone is reported as
+  `exited`, and its final write of the row as `final`;
 - a supervised run that is over (its row final, its watchers told) is
   reported as `done`;
 - with PEACE_BENCH_SENDS=1, each step event the supervisor hands to the
@@ -90,6 +92,7 @@ def install() -> None:
     supervisor.run_spec = probed_run_spec(supervisor.run_spec)
     _probe_supervisor(supervisor.Supervisor)
     _probe_relay(process.ExecutionProcess)
+    _probe_finish(supervisor)
     _probe_layer(sends=os.environ.get(SENDS) == "1")
 
 
@@ -128,13 +131,28 @@ def _probe_supervisor(cls) -> None:
 
 
 def _probe_relay(cls) -> None:
-    interrupt = cls.interrupt
+    interrupt, on_exit = cls.interrupt, cls._on_exit
 
     def probed_interrupt(self, force: bool) -> None:
         interrupt(self, force)
         report("relayed", uuid.UUID(str(self.spec.execution_id)).hex, force=force)
 
+    def probed_on_exit(self) -> None:
+        on_exit(self)
+        report("exited", uuid.UUID(str(self.spec.execution_id)).hex)
+
     cls.interrupt = probed_interrupt
+    cls._on_exit = probed_on_exit
+
+
+def _probe_finish(module) -> None:
+    finish = module._finish
+
+    async def probed_finish(execution, *args, **kwargs) -> None:
+        await finish(execution, *args, **kwargs)
+        report("final", uuid.UUID(str(execution.id)).hex)
+
+    module._finish = probed_finish
 
 
 def _probe_layer(*, sends: bool) -> None:
