@@ -49,10 +49,8 @@ API_LIST = "/api/executions/?limit=3"
 IDLE = "GET /api/executions/?limit=3, server idle (floor)"
 LOADED = f"GET /api/executions/?limit=3, {HEAVY_RUNS} CPU-heavy runs going"
 NICE = 10
-LOADED_NICE = (
-    f"GET /api/executions/, {HEAVY_RUNS} CPU-heavy runs at nice {NICE} (experiment)"
-)
-IDLE_NICE = "GET /api/executions/, idle, for the nice experiment (floor)"
+LOADED_NICE = f"the same, {HEAVY_RUNS} CPU-heavy runs at nice {NICE} (experiment)"
+IDLE_NICE = "the same, idle, for the nice experiment (floor)"
 START = "API POST → first step running (engine's stamp)"
 START_REPLY = "API POST → its 201 back (reference)"
 FORCE_CASES = {
