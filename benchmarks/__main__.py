@@ -34,7 +34,15 @@ from benchmarks.support import (
 NOT_CODE = (".git", ".venv", "var", "tests", "docs", "__pycache__", "*.sqlite3*")
 SNAPSHOT_PREFIX = "peace-bench-tree-"
 
-SCENARIOS = ("interrupts", "peers", "progress", "fanout", "scale", "layers")
+SCENARIOS = (
+    "interrupts",
+    "peers",
+    "progress",
+    "fanout",
+    "scale",
+    "runtime",
+    "layers",
+)
 
 
 def run_from_snapshot() -> None:
@@ -81,6 +89,8 @@ async def run_all(context, selected: list[str]) -> None:
     for name in selected:
         started = time.monotonic()
         print(f"== {name}", flush=True)
+        # The machine is shared: how busy it was says how far to trust a row.
+        context.results.setdefault("load", {})[name] = os.getloadavg()[0]
         module = importlib.import_module(f"benchmarks.{name}")
         await module.run(context)
         seconds = time.monotonic() - started

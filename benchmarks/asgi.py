@@ -1,5 +1,6 @@
 """The ASGI application the benchmarks serve with daphne: the product's own
-application with the probes installed, plus a bare Channels consumer as the
+application with the probes installed and the benchmarks' own commands
+(`benchmarks/bench_cmds.py`) registered, plus a bare Channels consumer as the
 floor for fan-out (`/ws/bench/watch/` joins one group and forwards its events;
 `/ws/bench/send/` stamps each message it receives and sends it to the group),
 and a bare ASGI HTTP answer (`/bench/ping/`, 204, no Django) as the floor of
@@ -20,9 +21,16 @@ from peace_site.asgi import application as peace_application  # noqa: I001
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from benchmarks import probe
+from benchmarks import bench_cmds, probe
 
+bench_cmds.register()
 probe.install()
+if os.environ.get(probe.NO_RECHECK) == "1":
+    # An experiment (benchmarks/fanout.py), not a probe: sockets forward
+    # events without re-validating their session each second.
+    from executions import consumers
+
+    consumers.RECHECK_INTERVAL = float("inf")
 
 BARE_GROUP = "bench-bare"
 

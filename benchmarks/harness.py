@@ -4,7 +4,9 @@
     python -m benchmarks.harness execute demo.steps --param seconds=60 --json
 
 The command is the product's own, run as `manage.py` runs it; the probes
-(`benchmarks/probe.py`) only report when its runners' signals are set.
+(`benchmarks/probe.py`) only report what its supervisor and engine do (a
+worker's execution processes through the forkserver's preload, a terminal's
+own run in this process), and the benchmarks' commands are registered.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ def main() -> None:
     django.setup()
     from django.core.management import execute_from_command_line
 
-    from benchmarks import probe
+    from benchmarks import bench_cmds, probe
 
+    bench_cmds.register()
     probe.install()
     execute_from_command_line(["manage.py", *sys.argv[1:]])
 

@@ -2,20 +2,24 @@
 
 For each door — the JSON API, the websocket, the admin action, `manage.py
 interrupt`, SIGINT to `manage.py execute` — and for each deployment — the
-embedded default (in-memory layer, runs inside daphne) and Redis (pub/sub
-layer, runs on a `runworker executions` process):
+embedded default (in-memory layer, daphne supervises) and Redis (pub/sub
+layer, a `runworker executions` process supervises):
 
 - delivery: from the moment the door is used (just before the request is
   sent, the websocket frame written, the subprocess spawned, `os.kill`) to the
-  moment the runner's in-memory `InterruptSignal` is set (a listener the probe
-  adds reports `time.time()` in the runner's process);
+  moment the engine's in-memory `InterruptSignal` is set in the execution
+  process (a listener the probe adds reports `time.time()` there): the push
+  reaches the supervisor, which writes it to the execution process's socket
+  pair. `manage.py execute` is its own execution process: SIGINT sets the
+  signal in the same process;
 - stopped: from the same moment to the moment a websocket watcher of the
   execution receives it as `interrupted`. The step is cooperative: it checks
   the interrupt every 10 ms.
 
 Each sample is its own execution, alone on the site, interrupted 10-30 ms
-after its runner joined its control group (a random phase). The floor is a
-bare `group_send` → `receive` on the same layer set-up.
+after its supervisor joined its control group and its first step runs (a
+random phase). The floor is a bare `group_send` → `receive` on the same
+layer set-up.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from benchmarks import layers
-from benchmarks.stack import LONG_STEP, Context, Site, desync, site
+from benchmarks.stack import LONG_STEP, Context, Ended, Site, desync, site
 from benchmarks.support import PYTHON, ROOT
 
 WARMUP = 3
@@ -37,6 +41,7 @@ FLOOR_MEMORY = "in-memory group_send → receive, one process (floor)"
 FLOOR_PUBSUB = "pub/sub layer group_send → receive, other process (floor)"
 CLI_FLOOR = "manage.py interrupt UNKNOWN-ID: spawn → exit"
 IDLE_SERVER = "Redis: API → watcher sees, quiet server (no list page)"
+HOP = "websocket door, of which: supervisor → execution process → signal"
 PING = "HTTP GET round trip, bare ASGI on daphne (reference)"
 DJANGO_404 = "HTTP GET round trip, a Django 404 (reference)"
 
@@ -115,8 +120,11 @@ async def door_cli(site: Site, key: str, watcher) -> tuple[float, float | None]:
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
-    if await process.wait() != 0:
-        raise RuntimeError(f"manage.py interrupt exited {process.returncode}")
+    code = await process.wait()
+    if code == 1:  # not running: the run had already ended
+        raise Ended(f"execution {key} is not running")
+    if code != 0:
+        raise RuntimeError(f"manage.py interrupt exited {code}")
     return sent, time.time()
 
 
@@ -128,18 +136,40 @@ DOORS = {
 }
 
 
-async def one(site: Site, door) -> dict[str, float]:
+async def one(site: Site, door) -> dict[str, float] | None:
+    """One sample; None when the run ended before the door was used (the
+    runtime stopped it by itself: `stack.unrequested` counts those)."""
     key = await site.start_joined()
     watcher = await site.watch(key)
     seen = asyncio.ensure_future(until_interrupted(watcher))
     await desync()
-    sent, replied = await door(site, key, watcher)
-    signalled = await site.wait("signal", key)
+    try:
+        sent, replied = await door(site, key, watcher)
+    except Ended:
+        sent = None
+    signalled = await site.wait("signal", key) if sent is not None else None
+    if signalled is None or signalled["t"] < sent:
+        seen.cancel()
+        await site.wait("done", key)
+        await watcher.close()
+        return None
     seen_at = await asyncio.wait_for(seen, 60)
     await site.wait("done", key)
     await watcher.close()
     result = {"delivery": ms(signalled["t"] - sent), "stopped": ms(seen_at - sent)}
     result["signal → seen"] = ms(seen_at - signalled["t"])
+    relayed = site.collector.all("relayed", key)
+    if relayed:
+        result["hop"] = ms(signalled["t"] - relayed[0]["t"])
+    # The way from the signal to the watcher, where the probes see it.
+    marks = [("signal", signalled["t"])]
+    for kind in ("ran", "exited", "final"):
+        found = site.collector.all(kind, key)
+        if found:
+            marks.append((kind, found[0]["t"]))
+    marks.append(("seen", seen_at))
+    for (before, at), (after, then) in zip(marks, marks[1:], strict=False):
+        result[f"{before} → {after}"] = ms(then - at)
     if replied is not None:
         result["reply"] = ms(replied - sent)
     return result
@@ -147,13 +177,34 @@ async def one(site: Site, door) -> dict[str, float]:
 
 async def measure(site: Site, door, samples: int) -> dict[str, list[float]]:
     series: dict[str, list[float]] = {}
-    for index in range(samples + WARMUP):
+    index = 0
+    while index < samples + WARMUP:
         result = await one(site, door)
-        if index < WARMUP:
+        if result is None:
+            continue
+        index += 1
+        if index <= WARMUP:
             continue
         for name, value in result.items():
             series.setdefault(name, []).append(value)
     return series
+
+
+STAGES = {
+    "signal → ran": "engine's run over (in the execution process)",
+    "ran → exited": "execution process gone (seen by the supervisor)",
+    "exited → final": "row final (the supervisor's write)",
+    "final → seen": "watcher sees `finished`",
+}
+
+
+def stages(prefix: str, series: dict[str, list[float]]) -> list:
+    """The signal → watcher way split where the probes see it."""
+    return [
+        (f"{prefix}: of which, {label}", series[name])
+        for name, label in STAGES.items()
+        if series.get(name)
+    ]
 
 
 async def cli_floor(site: Site, samples: int) -> list[float]:
@@ -192,7 +243,8 @@ async def round_trips(site: Site, path: str, samples: int) -> list[float]:
 
 
 async def sigint(site: Site, samples: int) -> dict[str, list[float]]:
-    """Ctrl-C: SIGINT to a probed `manage.py execute` (its own runner)."""
+    """Ctrl-C: SIGINT to a probed `manage.py execute` (its own supervisor
+    and execution process)."""
     argv = [PYTHON, "-m", "benchmarks.harness", "execute", "demo.steps", "--json"]
     for name, value in LONG_STEP.items():
         argv += ["--param", f"{name}={value}"]
@@ -207,6 +259,7 @@ async def sigint(site: Site, samples: int) -> dict[str, list[float]]:
         )
         key = uuid.UUID((await process.stdout.readline()).decode().strip()).hex
         await site.wait("joined", key)
+        await site.wait("running", key)
         await desync()
         sent = time.time()
         process.send_signal(signal.SIGINT)
@@ -245,6 +298,9 @@ async def run(context: Context) -> None:
                         series["signal → seen"],
                     )
                 )
+                stopped_rows += stages("in-process: API", series)
+            if door is door_websocket and series.get("hop"):
+                memory_rows.append((HOP, series["hop"]))
         memory_rows.append((CLI_FLOOR + " (reference)", await cli_floor(server, slow)))
         memory_rows.append((PING, await round_trips(server, "/bench/ping/", samples)))
         memory_rows.append(
@@ -285,9 +341,12 @@ async def doors_over_redis(
         count = slow if door is door_cli else samples
         series = await measure(server, door, count)
         rows.append((f"{name} → signal set (worker)", series["delivery"]))
+        if door is door_websocket and series.get("hop"):
+            rows.append((HOP + " (worker)", series["hop"]))
         stopped_rows.append((f"Redis: {name} → watcher sees", series["stopped"]))
         if door is door_api:
             stopped_rows.append(
                 ("Redis: API: signal set → watcher sees", series["signal → seen"])
             )
+            stopped_rows += stages("Redis: API", series)
     return rows

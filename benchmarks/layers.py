@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.layers [--samples 300]
 
 1. Interrupt push: `group_send` in one process → `receive` in another (the
-   runner's control channel), p50/p99 in ms, against the in-memory layer in
+   supervisor's control channel), p50/p99 in ms, against the in-memory layer in
    one process as the floor.
 2. Worker queue semantics: a run request sent while no worker listens yet,
    then two workers start: how many requests are received, and by how many

@@ -1,6 +1,6 @@
-"""What the peers run: a Celery app and an RQ job, each a task that waits in
-a loop of 10 ms sleeps, and reports (like `benchmarks/probe.py`) when it
-starts and the moment it learns it must stop."""
+"""What the peers run: a Celery app and RQ jobs, each a task that waits in a
+loop of 10 ms sleeps and reports (like `benchmarks/probe.py`) when it starts
+and the moment it learns it must stop; or, to time a start, only reports it."""
 
 from __future__ import annotations
 
@@ -67,6 +67,20 @@ def abortable(self, seconds: float) -> str:
             return "aborted"
         time.sleep(0.01)
     return "finished"
+
+
+@app.task(bind=True)
+def started(self) -> None:
+    """Reports the moment it starts, and ends: Celery's start latency."""
+    report("started", self.request.id, pid=os.getpid())
+
+
+def rq_started() -> None:
+    """Reports the moment it starts, and ends: RQ's start latency (the work
+    horse is forked for each job, as our execution process is for each run)."""
+    from rq import get_current_job
+
+    report("started", get_current_job().id, pid=os.getpid())
 
 
 def rq_job(seconds: float) -> None:

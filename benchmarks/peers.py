@@ -13,8 +13,15 @@ the call that asks (just before it) to the moment the task learns of it:
   cannot report; the benchmark holds a pidfd on the horse and takes the moment
   the process is gone.
 - Ours, from a Python process like theirs: `services.request_interrupt` (the
-  durable write, then the push) to the moment the worker's runner's signal is
-  set — graceful, the step then stops at its checkpoint.
+  durable write, then the push) to the moment the signal is set in the
+  execution process the worker supervises — graceful, the step then stops
+  at its checkpoint.
+
+And how soon each starts work: Celery `apply_async` → the task runs (a
+prefork pool process, already started); RQ `enqueue` → the job runs (a
+work horse forked for it); ours through a worker (API POST → the first step
+runs in the execution process the worker forked for it; the embedded
+default's figure is in scenario 7).
 """
 
 from __future__ import annotations
@@ -35,11 +42,15 @@ CELERY_TERMINATE = "Celery revoke(terminate=True) → SIGTERM in task (forced)"
 CELERY_ABORT = "Celery AbortableTask abort() → task sees it (10 ms poll)"
 RQ_STOP = "RQ send_stop_job_command → work horse gone (forced)"
 OURS_SCRIPT = "ours: request_interrupt() in a process → signal (graceful)"
+CELERY_START = "Celery apply_async() → task starts"
+RQ_START = "RQ enqueue() → job starts (work horse forked)"
+OURS_START = "ours (worker): API POST → first step running"
 TASK_SECONDS = 600
 
 
-async def ours(context: Context, samples: int) -> list[float]:
-    latencies = []
+async def ours(context: Context, samples: int) -> tuple[list[float], list[float]]:
+    """(interrupt latencies, start latencies) through a worker over Redis."""
+    latencies, starts = [], []
     async with site(context, "peers-ours", redis=True, workers=1) as server:
         client = subprocess.Popen(
             [PYTHON, "-m", "benchmarks.client"],
@@ -49,20 +60,27 @@ async def ours(context: Context, samples: int) -> list[float]:
             text=True,
         )
         try:
-            for index in range(samples + WARMUP):
-                key = await server.start_joined()
+            index = 0
+            while index < samples + WARMUP:
+                key, posted, _ = await server.start_timed()
+                await server.wait("joined", key)
+                running = await server.wait("running", key)
                 await desync()
                 client.stdin.write(key + "\n")
                 client.stdin.flush()
                 sent = float(await asyncio.to_thread(client.stdout.readline))
                 signalled = await server.wait("signal", key)
                 await server.wait("done", key)
-                if index >= WARMUP:
+                if signalled["t"] < sent:
+                    continue  # ended before it was asked (stack.unrequested)
+                index += 1
+                if index > WARMUP:
                     latencies.append(ms(signalled["t"] - sent))
+                    starts.append(ms(running["started"] - posted))
         finally:
             client.stdin.close()
             client.wait(timeout=30)
-    return latencies
+    return latencies, starts
 
 
 def _pause() -> None:
@@ -99,6 +117,42 @@ def celery_terminate(context: Context, samples: int) -> list[float]:
             _wait_gone(started["pid"])
             if index >= WARMUP:
                 latencies.append(ms(signalled["t"] - sent))
+    return latencies
+
+
+def celery_start(context: Context, samples: int) -> list[float]:
+    from benchmarks import peer_tasks
+
+    latencies = []
+    for index in range(samples + WARMUP):
+        _pause()
+        sent = time.time()
+        result = peer_tasks.started.apply_async()
+        started = context.collector.wait("started", result.id, 60)
+        result.get(timeout=30)
+        if index >= WARMUP:
+            latencies.append(ms(started["t"] - sent))
+    return latencies
+
+
+def rq_start(context: Context, samples: int) -> list[float]:
+    from redis import Redis
+    from rq import Queue
+
+    from benchmarks.peer_tasks import QUEUE
+
+    connection = Redis.from_url(context.redis_url)
+    queue = Queue(QUEUE, connection=connection)
+    latencies = []
+    for index in range(samples + WARMUP):
+        _pause()
+        sent = time.time()
+        job = queue.enqueue("benchmarks.peer_tasks.rq_started")
+        started = context.collector.wait("started", job.id, 60)
+        _wait_gone(started["pid"])
+        if index >= WARMUP:
+            latencies.append(ms(started["t"] - sent))
+    connection.close()
     return latencies
 
 
@@ -161,7 +215,8 @@ async def run(context: Context) -> None:
 
         floor = await layers.push_latency("pubsub", context.redis_url, samples)
     rows.append((FLOOR_PUBSUB, floor))
-    rows.append((OURS_SCRIPT, await ours(context, samples)))
+    interrupt_latencies, start_latencies = await ours(context, samples)
+    rows.append((OURS_SCRIPT, interrupt_latencies))
     for name, series in earlier:
         if name.startswith(("API POST", "websocket message")):
             rows.append((f"ours: {name}", series))
@@ -185,6 +240,9 @@ async def run(context: Context) -> None:
         rows.append(
             (CELERY_ABORT, await asyncio.to_thread(celery_abort, context, samples))
         )
+        starts = [
+            (CELERY_START, await asyncio.to_thread(celery_start, context, samples))
+        ]
         processes.stop_all()
         processes.start(
             "rq",
@@ -194,4 +252,7 @@ async def run(context: Context) -> None:
         )
         latencies, lost = await asyncio.to_thread(rq_stop, context, samples)
         rows.append((RQ_STOP, latencies))
+        starts.append((RQ_START, await asyncio.to_thread(rq_start, context, samples)))
+    starts.append((OURS_START, start_latencies))
     context.results["peers"] = {"rows": rows, "floor": FLOOR_PUBSUB, "rq_lost": lost}
+    context.results["starts"] = {"rows": starts}

@@ -2,15 +2,33 @@
 
 `install()` is called by the benchmark harnesses (`benchmarks/asgi.py` for
 daphne, `benchmarks/harness.py` for `runworker` and `execute`) after Django is
-set up. It leaves the product's code as it is and watches it from outside:
+set up, before any execution starts. It leaves the product's code as it is
+and watches it from outside:
 
-- each `Runner`'s `InterruptSignal` gets a listener (`add_listener`, called
-  synchronously when the signal changes) that reports `signal` with the time;
-- the runner's first join of its control group is reported as `joined`, so a
-  benchmark interrupts only a runner that can hear the push;
-- a finished `Runner.run()` is reported as `done`;
-- with PEACE_BENCH_SENDS=1, each step event the runner hands to the channel
-  layer is reported as `sent`, with a key the websocket watchers can match.
+- the supervisor's first join of a run's control group is reported as
+  `joined`, so a benchmark interrupts only a run that can hear the push;
+- the supervisor's write of an interrupt to an execution process's socket
+  pair is reported as `relayed`, so the hop from there to the engine's
+  signal can be told apart from the door and the layer;
+- the supervisor seeing the execution process gone is reported as
+  `exited`, and its final write of the row as `final`;
+- a supervised run that is over (its row final, its watchers told) is
+  reported as `done`;
+- with PEACE_BENCH_SENDS=1, each step event the supervisor hands to the
+  channel layer is reported as `sent`, with a key the watchers can match;
+- where the engine runs, its `InterruptSignal` gets a listener
+  (`add_listener`, called synchronously when the signal changes) that
+  reports `signal`; the first step seen running is reported as `running`,
+  with the engine's own start time of that step; the end of the engine's run
+  is reported as `ran`.
+
+The engine runs in an execution process, forked from the forkserver the
+supervisor starts (`executions.runtime.process`): `install()` adds
+`benchmarks.forked` to the modules that forkserver preloads, and that module,
+imported there, wraps `executions.runtime.process.run_spec` (the name the
+child calls). A terminal's own run (`manage.py execute`) calls
+`executions.runtime.supervisor.run_spec` in its own process: that name is
+wrapped here.
 
 Reports are JSON datagrams to PEACE_BENCH_COLLECTOR (host:port), each with
 `time.time()` taken at the moment of the event: the clocks of processes on one
@@ -28,8 +46,18 @@ import uuid
 
 COLLECTOR = "PEACE_BENCH_COLLECTOR"
 SENDS = "PEACE_BENCH_SENDS"
+#: An experiment, not a probe: the forkserver (and so every execution process
+#: forked from it) renices itself by this much (benchmarks/runtime.py).
+NICE_ENV = "PEACE_BENCH_NICE"
+#: An experiment, not a probe: websocket consumers skip their once-a-second
+#: session re-check before forwarding (benchmarks/fanout.py, benchmarks/asgi.py).
+NO_RECHECK = "PEACE_BENCH_NO_RECHECK"
 CONTROL_PREFIX = "execution-control."
 WATCH_PREFIX = "execution."
+#: Imported by the forkserver, after the product's own preload (Django set up).
+FORKED_MODULE = "benchmarks.forked"
+
+_sock: tuple[int, socket.socket] | None = None
 
 
 def step_key(step: dict) -> str:
@@ -39,45 +67,95 @@ def step_key(step: dict) -> str:
     )
 
 
-def install() -> None:
+def report(kind: str, key: str, **extra) -> None:
+    """One datagram to the collector; nothing when no collector is set."""
+    global _sock
     target = os.environ.get(COLLECTOR)
     if not target:
         return
+    message = {"k": kind, "id": key, "t": time.time(), **extra}
+    # One socket per process: a forked child makes its own.
+    if _sock is None or _sock[0] != os.getpid():
+        _sock = (os.getpid(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
     host, _, port = target.rpartition(":")
-    address = (host, int(port))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-
-    def report(kind: str, key: str, **extra) -> None:
-        message = {"k": kind, "id": key, "t": time.time(), **extra}
-        with contextlib.suppress(OSError):
-            sock.sendto(json.dumps(message).encode(), address)
-
-    _probe_runner(report)
-    _probe_layer(report, sends=os.environ.get(SENDS) == "1")
+    with contextlib.suppress(OSError):
+        _sock[1].sendto(json.dumps(message).encode(), (host, int(port)))
 
 
-def _probe_runner(report) -> None:
-    from executions.runner import Runner
+def install() -> None:
+    if not os.environ.get(COLLECTOR):
+        return
+    from executions.runtime import process, supervisor
 
-    init, run = Runner.__init__, Runner.run
+    if FORKED_MODULE not in process.PRELOAD:
+        process.PRELOAD.append(FORKED_MODULE)
+    supervisor.run_spec = probed_run_spec(supervisor.run_spec)
+    _probe_supervisor(supervisor.Supervisor)
+    _probe_relay(process.ExecutionProcess)
+    _probe_finish(supervisor)
+    _probe_layer(sends=os.environ.get(SENDS) == "1")
 
-    def probed_init(self, execution_id, **options) -> None:
-        init(self, execution_id, **options)
-        key = uuid.UUID(str(execution_id)).hex
-        signal = self.signal
+
+def probed_run_spec(run_spec):
+    """`run_spec` (the engine's run, wherever it runs) with the probes."""
+
+    async def probed(spec, signal, on_step):
+        key = uuid.UUID(str(spec.execution_id)).hex
         signal.add_listener(lambda: report("signal", key, force=signal.force))
+        seen = []
 
-    async def probed_run(self):
+        def watched(state) -> None:
+            if not seen and str(state.status) == "running":
+                seen.append(state.id)
+                report("running", key, started=state.started_at, pid=os.getpid())
+            on_step(state)
+
         try:
-            return await run(self)
+            return await run_spec(spec, signal, watched)
         finally:
-            report("done", uuid.UUID(str(self.execution_id)).hex)
+            report("ran", key)
 
-    Runner.__init__ = probed_init
-    Runner.run = probed_run
+    return probed
 
 
-def _probe_layer(report, *, sends: bool) -> None:
+def _probe_supervisor(cls) -> None:
+    supervise = cls._supervise
+
+    async def probed_supervise(self, run):
+        try:
+            return await supervise(self, run)
+        finally:
+            report("done", uuid.UUID(run.id).hex)
+
+    cls._supervise = probed_supervise
+
+
+def _probe_relay(cls) -> None:
+    interrupt, on_exit = cls.interrupt, cls._on_exit
+
+    def probed_interrupt(self, force: bool) -> None:
+        interrupt(self, force)
+        report("relayed", uuid.UUID(str(self.spec.execution_id)).hex, force=force)
+
+    def probed_on_exit(self) -> None:
+        on_exit(self)
+        report("exited", uuid.UUID(str(self.spec.execution_id)).hex)
+
+    cls.interrupt = probed_interrupt
+    cls._on_exit = probed_on_exit
+
+
+def _probe_finish(module) -> None:
+    finish = module._finish
+
+    async def probed_finish(execution, *args, **kwargs) -> None:
+        await finish(execution, *args, **kwargs)
+        report("final", uuid.UUID(str(execution.id)).hex)
+
+    module._finish = probed_finish
+
+
+def _probe_layer(*, sends: bool) -> None:
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()

@@ -3,14 +3,18 @@
 A step reports 1,000,000 increments with `ctx.progress.advance()`:
 
 - cost per call: the step's own loop, timed inside it, over the million
-  calls, while a real `Runner` (Django, in-memory layer, SQLite) samples it
-  every EXECUTIONS_PROGRESS_INTERVAL; floors: the same loop doing nothing,
-  and calling a no-op method (any Python call costs that much);
-- events reaching the channel layer: every `group_send` of a step event is
-  counted (the layer is wrapped in this process), per second of the step's
-  run, for a step that reports as fast as it can and for one that spreads the
-  million over ~3 s; and the final value (1,000,000, `succeeded`) must be the
-  last event sent, and the one in the database.
+  calls, while a real run samples it every EXECUTIONS_PROGRESS_INTERVAL;
+  floors: the same loop doing nothing, and calling a no-op method (any
+  Python call costs that much);
+- events reaching the channel layer: a real `Supervisor` (Django, in-memory
+  layer, SQLite) runs the command in this process, as it runs a terminal's
+  own run (`run_here`: the engine's `run_spec` feeding the supervisor's
+  coalescing outbox; an execution process feeds it the same events over its
+  socket pair), and every `group_send` of a step event is counted (the
+  layer is wrapped in this process), per second of the step's run, for a
+  step that reports as fast as it can and for one that spreads the million
+  over ~3 s; and the final value (1,000,000, `succeeded`) must be the last
+  event sent, and the one in the database.
 """
 
 from __future__ import annotations
@@ -65,18 +69,21 @@ def floors() -> dict[str, list[float]]:
     }
 
 
-def _tight(ctx) -> None:
+# Each step's result (the scheduler keeps it by step id) is its own timing.
+
+
+def _tight(ctx) -> dict:
     started = time.perf_counter()
     for _ in range(INCREMENTS):
         ctx.progress.advance()
-    ctx.resources["ns_per_call"] = (time.perf_counter() - started) / INCREMENTS * 1e9
+    return {"ns_per_call": (time.perf_counter() - started) / INCREMENTS * 1e9}
 
 
-async def _tight_async(ctx) -> None:
-    _tight(ctx)
+async def _tight_async(ctx) -> dict:
+    return _tight(ctx)
 
 
-def _paced(ctx) -> None:
+def _paced(ctx) -> dict:
     pause = ctx.params["seconds"] / (INCREMENTS / CHUNK)
     started = time.perf_counter()
     spent = 0.0
@@ -86,8 +93,10 @@ def _paced(ctx) -> None:
             ctx.progress.advance()
         spent += time.perf_counter() - begin
         time.sleep(pause)
-    ctx.resources["ns_per_call"] = spent / INCREMENTS * 1e9
-    ctx.resources["elapsed"] = time.perf_counter() - started
+    return {
+        "ns_per_call": spent / INCREMENTS * 1e9,
+        "elapsed": time.perf_counter() - started,
+    }
 
 
 def _register():
@@ -115,14 +124,14 @@ def _register():
 
 
 async def one_run(cmd: str, seconds: float) -> dict:
-    """Run `cmd` in this process through a real Runner; count the step events
-    handed to the channel layer."""
+    """Run `cmd` in this process under a real Supervisor; count the step
+    events handed to the channel layer."""
     from asgiref.sync import sync_to_async
     from channels.layers import get_channel_layer
 
     from executions import services
     from executions.models import Execution, Source
-    from executions.runner import Runner
+    from executions.runtime.supervisor import Supervisor
 
     start = sync_to_async(services.start_execution, thread_sensitive=True)
     execution = (
@@ -138,10 +147,12 @@ async def one_run(cmd: str, seconds: float) -> dict:
         await original(group, message)
 
     layer.group_send = counting
+    supervisor = Supervisor(reaps=False)
     try:
-        finished = await Runner(execution.id).run()
+        finished = await supervisor.run_here(execution.id)
     finally:
         layer.group_send = original
+        await supervisor.close()
     row = await sync_to_async(Execution.objects.get)(pk=execution.id)
     first, last = sent[0], sent[-1]
     duration = max(last[0] - first[0], 1e-9)
@@ -173,7 +184,7 @@ async def run(context: Context) -> None:
         for _ in range(5):
             scheduler = Scheduler(registry.get(name).build({"seconds": 0}), {})
             await scheduler.run()
-            samples.append(scheduler.resources["ns_per_call"])
+            samples.append(scheduler.results["count"]["ns_per_call"])
         rows[label] = samples
 
     runs = {}

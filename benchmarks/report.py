@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks import interrupts, peers, progress, scale
+from benchmarks import fanout, interrupts, peers, progress, runtime, scale
 from benchmarks.support import summary, table
 
 START = "<!-- GENERATED: python -m benchmarks writes from here -->"
@@ -16,15 +16,66 @@ END = "<!-- GENERATED: to here -->"
 
 TITLES = {
     "interrupts_inprocess": "1. Interrupt delivery, in-process (embedded default)",
-    "interrupts_redis": "1. Interrupt delivery, over Redis (runner on a worker)",
+    "interrupts_redis": "1. Interrupt delivery, over Redis (a worker supervises)",
     "stopped": "2. Interrupt to stopped, seen by a watcher",
     "peers": "3. Peers: Celery and RQ, same machine and Redis",
+    "starts": "3. Peers: starting work (ask → the task's code runs)",
     "progress": "4. Progress cost",
     "fanout": "5. Fan-out to websocket watchers",
     "scale": "6. Scale: concurrent executions in one server",
+    "runtime": "7. The runtime: execution processes under the server (issue 9)",
     "layers": "Channel layers (benchmarks/layers.py)",
 }
 ORDER = tuple(TITLES)
+
+#: The last figures recorded before the runtime (docs/benchmarks.md, `make
+#: bench` on 2026-11-25: runs inside daphne or the worker, no execution
+#: process), p50 and p99 in ms: what "no regression" is measured against.
+#: References (floors, peers) show how much the machine itself moved.
+PREVIOUS_DATE = "2026-11-25"
+PREVIOUS = {
+    "interrupts_inprocess": {
+        "API POST → signal set": (6.74, 11.48),
+        "websocket message → signal set": (3.67, 5.15),
+        "admin action → signal set": (9.03, 18.70),
+        "manage.py interrupt → signal set": (481, 986),
+        "SIGINT to manage.py execute → signal set": (3.04, 4.22),
+        interrupts.PING: (0.334, 0.518),
+        interrupts.DJANGO_404: (5.96, 10.87),
+    },
+    "interrupts_redis": {
+        interrupts.FLOOR_PUBSUB: (0.385, 0.823),
+        "API POST → signal set (worker)": (6.88, 12.55),
+        "websocket message → signal set (worker)": (4.49, 6.77),
+        "admin action → signal set (worker)": (9.33, 15.32),
+        "manage.py interrupt → signal set (worker)": (479, 582),
+    },
+    "stopped": {
+        "in-process: API POST → watcher sees": (16.41, 53.11),
+        "in-process: websocket message → watcher sees": (13.26, 20.32),
+        "in-process: admin action → watcher sees": (21.02, 34.47),
+        "Redis: API POST → watcher sees": (18.35, 25.33),
+        "Redis: websocket message → watcher sees": (15.09, 22.76),
+        "Redis: admin action → watcher sees": (20.78, 33.85),
+    },
+    "peers": {
+        peers.OURS_SCRIPT: (5.33, 7.91),
+        peers.CELERY_TERMINATE: (1.91, 2.68),
+    },
+    "fanout": {
+        "in-memory: bare Channels → last of 1 (floor)": (0.666, 1.41),
+        "in-memory: ours → last of 1": (1.14, 1.52),
+        "in-memory: bare Channels → last of 50 (floor)": (9.61, 49.09),
+        "in-memory: ours → last of 50": (14.74, 64.44),
+        "in-memory: bare Channels → last of 200 (floor)": (57.91, 167),
+        "in-memory: ours → last of 200": (151, 324),
+        "Redis: bare Channels → last of 50 (floor)": (11.11, 69.48),
+        "Redis: ours → last of 50": (10.77, 74.60),
+    },
+}
+#: Rows that are not ours (floors, peers): they say how the machine moved.
+REFERENCE_MARKS = ("(floor)", "(reference)", "Celery", "RQ")
+REGRESSION = 1.2
 
 
 def sections(results: dict) -> str:
@@ -38,6 +89,12 @@ def sections(results: dict) -> str:
             parts.append(progress.markdown(section))
         elif name == "scale":
             parts.append(scale.markdown(section))
+        elif name == "runtime":
+            parts.append(
+                table(section["rows"], floors=section.get("floors"))
+                + "\n\n"
+                + runtime.markdown(section)
+            )
         else:
             parts.append(
                 table(
@@ -159,7 +216,7 @@ def targets(results: dict) -> str:
             _check("the final value arrives", "yes" if final else "no", "yes", final)
         )
     fan = _rows(results, "fanout")
-    for layer in ("in-memory", "Redis"):
+    for layer in ("in-memory", "Redis", fanout.RECHECK_OFF):
         ours = fan.get(f"{layer}: ours → last of 50")
         floor = fan.get(f"{layer}: bare Channels → last of 50 (floor)")
         if ours and floor:
@@ -196,7 +253,157 @@ def targets(results: dict) -> str:
                 growth <= 0.15 * base,
             )
         )
+    lines += runtime_targets(results)
     return "\n".join(lines)
+
+
+def _is_reference(name: str) -> bool:
+    return any(mark in name for mark in REFERENCE_MARKS)
+
+
+def comparisons(results: dict) -> list[tuple[str, str, tuple, dict, bool]]:
+    """(section, row, previous p50/p99, now, reference?) for each row of
+    PREVIOUS measured in this run."""
+    found = []
+    for section, rows in PREVIOUS.items():
+        now = _rows(results, section)
+        for name, before in rows.items():
+            if name in now:
+                found.append((section, name, before, now[name], _is_reference(name)))
+    return found
+
+
+def regressions(results: dict) -> list[str]:
+    """Our rows whose p50 or p99 is over REGRESSION × the last recorded."""
+    return [
+        f"{name} ({stat['p50'] / before[0]:.2f}× / {stat['p99'] / before[1]:.2f}×)"
+        for _, name, before, stat, reference in comparisons(results)
+        if not reference and _regressed(before, stat)
+    ]
+
+
+def _regressed(before: tuple, stat: dict) -> bool:
+    return stat["p50"] > REGRESSION * before[0] or stat["p99"] > REGRESSION * before[1]
+
+
+def drift(results: dict) -> float | None:
+    """How much slower the machine itself is than on PREVIOUS_DATE: the
+    geometric mean of now ÷ then (p50) over the reference rows (floors,
+    Django's 404, the peers), none of which is our code."""
+    ratios = [
+        stat["p50"] / before[0]
+        for _, _, before, stat, reference in comparisons(results)
+        if reference
+    ]
+    if not ratios:
+        return None
+    product = 1.0
+    for ratio in ratios:
+        product *= ratio
+    return product ** (1 / len(ratios))
+
+
+def compared(results: dict) -> str:
+    """This run against the last recorded figures, row by row."""
+    if not comparisons(results):
+        return ""
+    machine = drift(results)
+    moved = f"{machine:.2f}× then (geometric mean, p50)" if machine else "absent"
+    lines = [
+        f"### Against the last recorded figures ({PREVIOUS_DATE}, before the runtime)",
+        "",
+        "The verdict is on the raw ratio. The machine itself moved: the "
+        f"reference rows (not our code) are {moved}; the last column divides "
+        "our p50 ratio by that.",
+        "",
+        f"| row | {PREVIOUS_DATE} p50 / p99 | now p50 / p99 | now ÷ then "
+        "(p50 / p99) | | p50 ÷ machine drift |",
+        "|---|---|---|---|---|---|",
+    ]
+    for _, name, before, stat, reference in comparisons(results):
+        p50, p99 = stat["p50"] / before[0], stat["p99"] / before[1]
+        adjusted = f"{p50 / machine:.2f}×" if machine and not reference else ""
+        if reference:
+            verdict = "reference (not ours)"
+        elif _regressed(before, stat):
+            verdict = "**regressed > 20 %**"
+        else:
+            verdict = "within 20 %"
+        lines.append(
+            f"| {name} | {before[0]:g} / {before[1]:g} "
+            f"| {stat['p50']:.2f} / {stat['p99']:.2f} | {p50:.2f}× / {p99:.2f}× "
+            f"| {verdict} | {adjusted} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def runtime_targets(results: dict) -> list[str]:
+    lines = []
+    rows = _rows(results, "runtime")
+    idle, loaded = rows.get(runtime.IDLE), rows.get(runtime.LOADED)
+    if idle and loaded:
+        ratio = loaded["p50"] / idle["p50"]
+        niced, niced_idle = rows.get(runtime.LOADED_NICE), rows.get(runtime.IDLE_NICE)
+        experiment = (
+            f"; {niced['p50'] / niced_idle['p50']:.2f}× with the runs at nice "
+            f"{runtime.NICE} (experiment)"
+            if niced and niced_idle
+            else ""
+        )
+        lines.append(
+            _check(
+                f"API p50 with {runtime.HEAVY_RUNS} CPU-heavy runs vs idle",
+                f"{ratio:.2f}× ({loaded['p50']:.1f} vs {idle['p50']:.1f} ms)"
+                + experiment,
+                "≤ 1.5×",
+                ratio <= 1.5,
+            )
+        )
+    start = rows.get(runtime.START)
+    if start:
+        starts = _rows(results, "starts")
+        peer = ", ".join(
+            f"{label} {starts[name]['p50']:.1f} ms"
+            for name, label in (
+                (peers.CELERY_START, "Celery"),
+                (peers.RQ_START, "RQ"),
+                (peers.OURS_START, "ours via a worker"),
+            )
+            if name in starts
+        )
+        lines.append(
+            _check(
+                "API POST → first step running (in-process), p50",
+                f"{start['p50']:.1f} ms" + (f" (p50: {peer})" if peer else ""),
+                "≤ 100 ms",
+                start["p50"] <= 100,
+            )
+        )
+    section = results.get("runtime")
+    if section:
+        bound = (section["force_grace"] + 0.5) * 1000
+        for case in runtime.FORCE_CASES:
+            stat = rows.get(runtime.force_label(case))
+            if stat:
+                lines.append(
+                    _check(
+                        f"forced stop → row terminal: {case}",
+                        f"p50 {stat['p50']:.0f} ms, max {stat['max']:.0f} ms",
+                        f"every sample ≤ {bound:.0f} ms (grace + 0.5 s)",
+                        stat["max"] <= bound,
+                    )
+                )
+    if comparisons(results):
+        regressed = regressions(results)
+        lines.append(
+            _check(
+                f"delivery, stopped and fan-out vs {PREVIOUS_DATE}",
+                "regressed: " + "; ".join(regressed) if regressed else "none regressed",
+                "no row > 1.2× (p50 or p99)",
+                not regressed,
+            )
+        )
+    return lines
 
 
 def plot(results: dict, path: Path) -> None:
@@ -207,7 +414,7 @@ def plot(results: dict, path: Path) -> None:
 
     panels = [
         (
-            "1. Interrupt delivery: door → runner's signal",
+            "1. Interrupt delivery: door → the engine's signal",
             [
                 (
                     "interrupts_inprocess",
@@ -273,7 +480,7 @@ def plot(results: dict, path: Path) -> None:
             ],
         ),
         (
-            "5. Fan-out: runner's group_send → last watcher",
+            "5. Fan-out: supervisor's group_send → last watcher",
             [
                 ("fanout", name, name.replace("Channels ", "").replace(" (floor)", ""))
                 for name, _ in results.get("fanout", {}).get("rows", [])
@@ -314,6 +521,32 @@ def plot(results: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def _unrequested(results: dict) -> str:
+    found = results.get("unrequested")
+    if not found:
+        return ""
+    count = sum(pair[0] for pair in found.values())
+    total = sum(pair[1] for pair in found.values())
+    where = ", ".join(f"{name} {pair[0]}" for name, pair in found.items() if pair[0])
+    return (
+        f"Runs that ended `interrupted` with no interrupt on their row (the "
+        f"runtime stopped them by itself; samples of them are left out): "
+        f"{count} of {total} started" + (f" ({where})" if where else "") + "."
+    )
+
+
+def _load(results: dict) -> str:
+    load = results.get("load")
+    if not load:
+        return ""
+    return (
+        "Load average (1 min, 2 cores, shared with other sessions' tests) as "
+        "each scenario started: "
+        + ", ".join(f"{name} {value:.1f}" for name, value in load.items())
+        + "."
+    )
+
+
 def generated(results: dict, meta: dict) -> str:
     facts = "\n".join(f"- {key}: {value}" for key, value in meta["machine"].items())
     return "\n".join(
@@ -330,10 +563,15 @@ def generated(results: dict, meta: dict) -> str:
             "All times in ms unless marked; ratios are p50 and p99 over the floor "
             "row's. Clocks: `time.time()` in each process, one machine.",
             "",
+            _load(results),
+            "",
+            _unrequested(results),
+            "",
             "### Targets",
             "",
             targets(results),
             "",
+            compared(results),
             sections(results),
             f"![latency distributions]({meta['plot']})",
             "",

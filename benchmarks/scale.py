@@ -1,11 +1,14 @@
 """Scenario 6: 10, 50 and 100 concurrent executions in one server.
 
-The embedded default: daphne with the in-memory layer runs every execution
-(each a cooperative step checking every 10 ms, reporting progress every
-tick). At each level, with that many running:
+The embedded default: daphne with the in-memory layer supervises every
+execution, each in an execution process of its own forked from daphne's
+forkserver (each a cooperative step checking every 10 ms, reporting progress
+every tick). At each level, with that many running:
 
 - the server process's CPU (user + system, % of one core) and resident
-  memory, measured with psutil over a quiet window;
+  memory, measured with psutil over a quiet window; and the CPU and memory
+  of the execution processes under it (memory as PSS: pages they share with
+  the forkserver counted once among them);
 - interrupt delivery through the API (as in scenario 1), one execution at a
   time, each replaced by a new one so the count stays;
 - memory after that churn, and once every execution has ended: flat means
@@ -21,7 +24,8 @@ from collections import deque
 import psutil
 
 from benchmarks.interrupts import ms
-from benchmarks.stack import Context, Site, desync, site
+from benchmarks.runtime import cpu_split
+from benchmarks.stack import Context, Ended, Site, desync, site
 
 QUIET = 3.0
 
@@ -38,22 +42,39 @@ def rss_mib(process: psutil.Process) -> float:
     return process.memory_info().rss / 1024 / 1024
 
 
+def children_pss_mib(process: psutil.Process) -> float:
+    """PSS of every process under the server (forkserver, executions)."""
+    total = 0
+    for child in process.children(recursive=True):
+        try:
+            total += child.memory_full_info().pss
+        except psutil.Error:
+            continue
+    return total / 1024 / 1024
+
+
 async def level(server: Site, count: int, samples: int) -> dict:
     process = psutil.Process(server.daphne.pid)
     running = deque()
     for _ in range(count):
         running.append(await server.start_joined())
     await asyncio.sleep(1.0)
-    result = {"count": count, "cpu": await cpu_percent(process, QUIET)}
+    split = await cpu_split(process, QUIET)
+    result = {"count": count, "cpu": split["server"], "cpu_children": split["children"]}
     result["rss"] = rss_mib(process)
+    result["pss_children"] = children_pss_mib(process)
     latencies = []
     busy_before, started = process.cpu_times(), time.monotonic()
     for _ in range(samples):
         key = running.popleft()
         await desync()
-        sent, _ = await server.interrupt_api(key)
-        signalled = await server.wait("signal", key)
-        latencies.append(ms(signalled["t"] - sent))
+        try:
+            sent, _ = await server.interrupt_api(key)
+        except Ended:  # stopped by the runtime itself (stack.unrequested)
+            sent = None
+        if sent is not None:
+            signalled = await server.wait("signal", key)
+            latencies.append(ms(signalled["t"] - sent))
         running.append(await server.start_joined())
         await server.wait("done", key)
     busy_after, elapsed = process.cpu_times(), time.monotonic() - started
@@ -68,9 +89,7 @@ async def level(server: Site, count: int, samples: int) -> dict:
     result["rss_after_churn"] = rss_mib(process)
     result["latencies"] = latencies
     for key in running:
-        await server.interrupt_api(key)
-    for key in running:
-        await server.wait("done", key)
+        await server.stop(key)
     await asyncio.sleep(1.0)
     result["rss_after_end"] = rss_mib(process)
     return result
@@ -84,9 +103,12 @@ async def run(context: Context) -> None:
         process = psutil.Process(server.daphne.pid)
         # Warm up: one execution through, so imports and caches are paid.
         key = await server.start_joined()
-        await server.interrupt_api(key)
-        await server.wait("done", key)
-        baseline = {"cpu": await cpu_percent(process, QUIET), "rss": rss_mib(process)}
+        await server.stop(key)
+        baseline = {
+            "cpu": await cpu_percent(process, QUIET),
+            "rss": rss_mib(process),
+            "pss_children": children_pss_mib(process),
+        }
         for count in counts:
             levels.append(await level(server, count, samples))
         baseline["rss_end"] = rss_mib(process)
@@ -99,19 +121,23 @@ def markdown(section: dict) -> str:
     base = section["baseline"]
     lines = [
         f"Idle server (no execution): CPU {base['cpu']:.1f} % of a core, "
-        f"RSS {base['rss']:.0f} MiB; after every level: {base['rss_end']:.0f} MiB.",
+        f"RSS {base['rss']:.0f} MiB (the forkserver: {base.get('pss_children', 0):.0f}"
+        f" MiB PSS); after every level: {base['rss_end']:.0f} MiB.",
         "",
-        "| concurrent | CPU, running (% of a core) | CPU, while interrupting "
-        "| RSS running (MiB) | RSS after churn | RSS once all ended "
-        "| interrupts | p50 (ms) | p90 | p99 | max |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| concurrent | CPU, running (% of a core) | execution processes' CPU "
+        "| CPU, while interrupting "
+        "| RSS running (MiB) | execution processes' PSS (MiB) | RSS after churn "
+        "| RSS once all ended | interrupts | p50 (ms) | p90 | p99 | max |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for level in section["levels"]:
         stat = summary(level["latencies"])
         lines.append(
             f"| {level['count']} | {level['cpu']:.0f} "
+            f"| {level.get('cpu_children', 0):.0f} "
             f"| {level['cpu_interrupting']:.0f} "
-            f"| {level['rss']:.0f} | {level['rss_after_churn']:.0f} "
+            f"| {level['rss']:.0f} | {level.get('pss_children', 0):.0f} "
+            f"| {level['rss_after_churn']:.0f} "
             f"| {level['rss_after_end']:.0f} | {stat['n']} | {stat['p50']:.2f} "
             f"| {stat['p90']:.2f} | {stat['p99']:.2f} | {stat['max']:.2f} |"
         )
