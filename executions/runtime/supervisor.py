@@ -311,9 +311,15 @@ class Supervisor:
     async def _poll(self) -> None:
         """The durable path: every POLL_INTERVAL the rows are re-read, because
         channel-layer delivery is at most once. No interrupt is ever lost."""
-        rows = await store.rows(list(self.runs))
+        ids = list(self.runs)
+        rows = await store.rows(ids)
         now = timezone.now()
-        for run_id, run in list(self.runs.items()):
+        # Only the runs the rows were read for: one that started while they
+        # were read has its row, and must not be taken for deleted.
+        for run_id in ids:
+            run = self.runs.get(run_id)
+            if run is None:
+                continue  # it ended while the rows were read
             row = rows.get(run_id)
             if row is None or row["status"] in TERMINAL:
                 # Someone ended or deleted this row without us: stop now.
