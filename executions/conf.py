@@ -62,6 +62,12 @@ class AppSettings:
         "seconds a forced execution process gets to end before its process "
         "group is sent SIGTERM, then SIGKILL",
     )
+    EXECUTION_NICE = Setting(
+        10,
+        int,
+        "how much lower an execution process's CPU priority is than its "
+        "server's (os.nice): step code that hogs a core yields it to pages",
+    )
     DEFAULT_TIMEOUT = Setting(
         None, _seconds_or_none, "seconds before a run is interrupted (unset: never)"
     )

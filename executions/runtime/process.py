@@ -79,6 +79,9 @@ def encode(message: dict[str, Any]) -> bytes:
 def main(spec: dict[str, Any], sock: socket.socket) -> None:
     """The execution process's entry point (in the forked child)."""
     os.setpgid(0, 0)  # its own process group: force stops what it started
+    if spec["nice"]:
+        # Step code that hogs a core yields it to the server's pages.
+        os.nice(spec["nice"])
     # The supervisor's SIGINT (a terminal's Ctrl-C on daphne) is not ours.
     # A handler that does nothing, not SIG_IGN: an ignored signal stays
     # ignored across exec, and ctx.run's `sigint` policy needs its children

@@ -70,6 +70,8 @@ class Run:
             progress_interval=conf.PROGRESS_INTERVAL,
             log_rate=conf.LOG_RATE,
             log_burst=conf.LOG_BURST,
+            # A terminal's own run keeps the priority its user gave it.
+            nice=0 if local else conf.EXECUTION_NICE,
         )
         self.observers = list(observers)
         self.steps = {step["id"]: dict(step) for step in execution.steps}

@@ -40,6 +40,8 @@ class RunSpec:
     #: Started from a shared door (web, API, admin): their limits apply to
     #: the steps too (files.sync's roots), not only to the params.
     restricted: bool = False
+    #: How much lower the execution process's CPU priority is (os.nice).
+    nice: int = 0
     #: An interrupt that waited on the queued row: None, or its force.
     interrupt: bool | None = None
     #: The cap on log lines at the source (EXECUTIONS_LOG_RATE, _BURST).
@@ -54,6 +56,7 @@ class RunSpec:
         progress_interval: float,
         log_rate: float = 1000.0,
         log_burst: int = 2000,
+        nice: int = 0,
     ) -> RunSpec:
         original = execution.resumed_from
         skip = []
@@ -76,6 +79,7 @@ class RunSpec:
             interrupt=interrupt,
             log_rate=log_rate,
             log_burst=log_burst,
+            nice=nice,
         )
 
     def as_dict(self) -> dict[str, Any]:
