@@ -125,6 +125,51 @@ def _can_view(user) -> bool:
 
 
 @database_sync_to_async
+def _standing(session_key: str | None, user_id: Any) -> tuple[Any, bool]:
+    """The session's user now (None if it ended) and whether they may watch:
+    one trip to the database for both."""
+    user = session_user(session_key)
+    if not user.is_authenticated or user.pk != user_id:
+        return None, False
+    return user, services.can(user, "view")
+
+
+class Standings:
+    """Session re-checks shared by every socket of this process: the sockets
+    of one session (a user's tabs, a page's two sockets) ask the database
+    once per RECHECK_INTERVAL between them, and sockets that ask at the same
+    moment wait for the same answer. With hundreds of watchers a check per
+    socket per second had saturated the server's one database thread."""
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple, tuple[float, Any, bool]] = {}
+        self._asking: dict[tuple, asyncio.Future] = {}
+
+    async def check(self, session_key: str | None, user_id: Any) -> tuple[Any, bool]:
+        key = (session_key, user_id)
+        answer = self._answers.get(key)
+        if answer is not None and time.monotonic() - answer[0] < RECHECK_INTERVAL:
+            return answer[1], answer[2]
+        asking = self._asking.get(key)
+        if asking is None:
+            asking = asyncio.ensure_future(_standing(session_key, user_id))
+            self._asking[key] = asking
+            asking.add_done_callback(lambda done: self._settle(key, done))
+        return await asyncio.shield(asking)
+
+    def _settle(self, key: tuple, done: asyncio.Future) -> None:
+        self._asking.pop(key, None)
+        if not done.cancelled() and done.exception() is None:
+            user, can_view = done.result()
+            self._answers[key] = (time.monotonic(), user, can_view)
+            if len(self._answers) > 10_000:  # ended sessions: forget them
+                self._answers.clear()
+
+
+standings = Standings()
+
+
+@database_sync_to_async
 def _check_execution(execution_id: str, user) -> str:
     """The execution's canonical ID, if it exists and `user` may watch it."""
     return str(services.get_execution(execution_id, user=user).id)
@@ -289,11 +334,11 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
     async def recheck(self) -> bool:
         """Re-validate the session and the view permission; close if either
         is gone."""
-        user = await _current_user(self.session_key, self.user.pk)
+        user, can_view = await standings.check(self.session_key, self.user.pk)
         if user is None:
             await self.end(CLOSE_LOGGED_OUT)
             return False
-        if not await _can_view(user):
+        if not can_view:
             await self.end(CLOSE_FORBIDDEN)
             return False
         self.user = user
