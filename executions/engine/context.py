@@ -7,10 +7,11 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from . import processes
 from .interrupt import InterruptSignal, StepInterrupted
 from .logs import LogSink, StepLog
 from .params import Params
+from .processes import run as run_process
+from .processes import run_async as run_process_async
 from .progress import ProgressTracker
 
 
@@ -85,5 +86,5 @@ class StepContext:
             on_interrupt=on_interrupt,
         )
         if self._is_async:
-            return processes.run_async(argv, **options)
-        return processes.run(argv, **options)
+            return run_process_async(argv, **options)
+        return run_process(argv, **options)

@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..engine import InterruptSignal
 from ..engine.scheduler import ABANDONED
 from .process import ExecutionProcess, describe_exit
+from .run import FORCED, Run
 from .spec import Report, run_spec
-
-if TYPE_CHECKING:
-    from .run import Run
-
-#: What a forced step that the supervisor stopped with its process reads.
-FORCED = "forced: stopped with its execution process"
 
 
 class ProcessEngine:

@@ -8,19 +8,14 @@ import logging
 import signal as signals
 import time
 from collections import deque
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..conf import conf
-from ..engine import InterruptSignal
 from ..models import Execution, Status
 from . import broadcast, groups, store
-from .engines import FORCED, LocalEngine, ProcessEngine
 from .spec import RunSpec
 from .throttle import Throttled
-
-if TYPE_CHECKING:
-    from .supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 quiet = Throttled(logger)
@@ -30,6 +25,8 @@ STATUS_FOR_OUTCOME = {
     "interrupted": Status.INTERRUPTED,
     "failed": Status.FAILED,
 }
+#: What a forced step that the supervisor stopped with its process reads.
+FORCED = "forced: stopped with its execution process"
 #: After SIGTERM to a forced execution's process group, how long until SIGKILL.
 KILL_AFTER_TERM = 1.0
 #: Log lines waiting for the watchers, at most: a slow channel layer loses
@@ -54,14 +51,12 @@ class Run:
 
     def __init__(
         self,
-        supervisor: Supervisor,
         execution: Execution,
         *,
         local: bool,
-        signal: InterruptSignal | None = None,
+        on_ack: Callable[[Run], None],
         observers: Iterable[RunObserver] = (),
     ) -> None:
-        self.supervisor = supervisor
         self.execution = execution
         self.id = str(execution.id)
         self.local = local
@@ -77,7 +72,9 @@ class Run:
         self.steps = {step["id"]: dict(step) for step in execution.steps}
         self.carried = set(self.spec.skip)
         self.report: dict[str, Any] | None = None
-        self.engine = LocalEngine(self, signal) if local else ProcessEngine(self)
+        #: Where the steps run (engines.py), given by the supervisor.
+        self.engine: Any = None
+        self._on_ack = on_ack
         #: What the engine has been told: None, graceful (False) or force.
         self.delivered: bool | None = None
         self.dirty = False
@@ -245,7 +242,7 @@ class Run:
         self.engine.kill(signals.SIGKILL)
 
     def on_ack(self) -> None:
-        self.supervisor.spawn(self.supervisor.acknowledge(self))
+        self._on_ack(self)
 
     # -- the end
 

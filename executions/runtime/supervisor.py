@@ -37,6 +37,7 @@ from ..conf import conf
 from ..engine import InterruptSignal
 from ..models import TERMINAL, Execution, Source
 from . import broadcast, groups, reaper, store
+from .engines import LocalEngine, ProcessEngine
 from .identity import new_identity
 from .run import KILL_AFTER_TERM, Run, RunObserver
 from .throttle import Throttled
@@ -148,12 +149,19 @@ class Supervisor:
         *,
         claimed: Execution | None = None,
         local: bool = False,
-        **engine,
+        signal: InterruptSignal | None = None,
+        observers: Iterable[RunObserver] = (),
     ) -> Execution:
         execution = claimed or await store.load(execution_id)
         if claimed is None and not await store.claim(execution, self.identity):
             return await store.load(execution_id)  # interrupted while queued
-        run = Run(self, execution, local=local, **engine)
+        run = Run(
+            execution,
+            local=local,
+            on_ack=lambda run: self.spawn(self.acknowledge(run)),
+            observers=observers,
+        )
+        run.engine = LocalEngine(run, signal) if local else ProcessEngine(run)
         self.runs[run.id] = run
         return await self._supervise(run)
 
