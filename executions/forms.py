@@ -17,7 +17,7 @@ from typing import Any
 
 from django.http import QueryDict
 
-from .engine import Cmd, registry
+from . import services
 
 STRATEGIES = (
     ("finish-current", "finish-current"),
@@ -98,8 +98,8 @@ class StartForm:
     def cmd(self) -> str:
         if self.is_bound:
             return self.data.get("cmd", "")
-        first = next(iter(registry), None)
-        return first.name if first is not None else ""
+        commands = services.commands()
+        return commands[0].name if commands else ""
 
     @property
     def profile(self) -> str:
@@ -159,7 +159,7 @@ class StartForm:
                 fields=[self._field(cmd, param) for param in cmd.describe()["params"]],
                 selected=cmd.name == self.cmd,
             )
-            for cmd in registry
+            for cmd in services.commands()
         ]
 
     def strategies(self) -> tuple[tuple[str, str], ...]:
@@ -169,22 +169,22 @@ class StartForm:
         return self.data.get(name, "") if self.is_bound else ""
 
     def _selected_params(self) -> set[str]:
-        if self.cmd not in registry:
-            return set()
-        return {param.name for param in registry.get(self.cmd).params}
+        cmd = services.command(self.cmd)
+        return set() if cmd is None else {param.name for param in cmd.params}
 
     def _params(self) -> dict[str, str]:
         """Raw strings of the selected command's inputs. An input that was
         not posted at all is left out, so the param's default applies."""
-        if self.cmd not in registry:
+        cmd = services.command(self.cmd)
+        if cmd is None:
             return {}
         return {
             param.name: self.data[f"{self.cmd}.{param.name}"]
-            for param in registry.get(self.cmd).params
+            for param in cmd.params
             if f"{self.cmd}.{param.name}" in self.data
         }
 
-    def _field(self, cmd: Cmd, schema: dict[str, Any]) -> ParamField:
+    def _field(self, cmd, schema: dict[str, Any]) -> ParamField:
         name = f"{cmd.name}.{schema['name']}"
         if self.is_bound and cmd.name == self.cmd and name in self.data:
             # QueryDict.get gives the last value: the checkbox's "true" wins

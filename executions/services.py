@@ -144,6 +144,11 @@ def commands() -> list:
     return list(registry)
 
 
+def command(name: str):
+    """The command called `name`, or None."""
+    return registry.get(name) if name in registry else None
+
+
 def reap_orphans() -> list[dict]:
     """End the rows whose supervisor is gone (the commands reap on their way)."""
     return reaper.reap_now()
