@@ -12,7 +12,6 @@ import time
 import pytest
 
 from executions.models import Execution, Status
-from tests.runtime.conftest import QUICK
 
 pytestmark = pytest.mark.e2e
 
@@ -152,48 +151,61 @@ def test_timeout_then_force_after_end_a_deaf_run(processes, session):
     assert ended["steps"][0]["status"] == "interrupted"
 
 
-def test_daphne_restarted_after_sigkill_reaps_without_a_request(processes, session):
+@pytest.mark.parametrize("runs", [1, 4])
+def test_daphne_killed_leaves_no_process_and_its_restart_reaps_without_a_request(
+    processes, session, runs
+):
     server = processes.daphne()
-    started = session.start(server, "demo.steps", count=2, seconds=60)
-    wait_for_step(session, server, started["id"])
+    started = [
+        session.start(server, "demo.steps", count=2, seconds=60) for _ in range(runs)
+    ]
+    watchers = [session.watch(server, snapshot["id"]) for snapshot in started]
+    for watcher in watchers:
+        watcher.step("step-1", "running")
+    family = descendants(server.process.popen.pid)
 
     server.process.popen.send_signal(signal.SIGKILL)
     server.process.popen.wait()
-    processes.daphne(port=server.port)  # answers its first request once up...
+    processes.daphne(port=server.port)  # no request reaches it below
     deadline = time.monotonic() + 20
-    row = Execution.objects.get(pk=started["id"])
-    while row.status not in (Status.LOST, Status.INTERRUPTED, Status.FAILED):
-        assert time.monotonic() < deadline, f"still {row.status}"
+    rows = list(Execution.objects.filter(pk__in=[s["id"] for s in started]))
+    while any(row.status not in (Status.LOST, Status.FAILED) for row in rows):
+        assert time.monotonic() < deadline, [row.status for row in rows]
         time.sleep(0.1)
-        row.refresh_from_db()
+        for row in rows:
+            row.refresh_from_db()
 
-    # ...but the row was ended by the server's own start, within the timeout.
-    assert row.status == Status.LOST
-    assert row.outcome["kind"] == "lost"
-    assert float(QUICK["EXECUTIONS_HEARTBEAT_TIMEOUT"]) > 0
-    assert not any(_alive(pid) for pid in _children_of_group(started["id"])), (
-        "the execution process outlived its server"
-    )
+    assert [row.status for row in rows] == [Status.LOST] * runs
+    assert all(row.outcome["kind"] == "lost" for row in rows)
+    assert len(family) > runs  # the forkserver and an execution process each
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in family) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in family if _alive(pid)], "outlived their server"
 
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"  # zombies are gone
+    except OSError:
         return False
-    return True
 
 
-def _children_of_group(execution_id: str) -> list[int]:
-    """PIDs of processes named for this execution (multiprocessing names)."""
-    found = []
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc's parent links."""
+    parents = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                if execution_id.encode() in cmdline.read():
-                    found.append(int(entry))
-        except OSError:
-            continue
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parents[int(entry)] = int(stat.read().split(") ", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent]
+        found += children
+        frontier += children
     return found
