@@ -85,21 +85,22 @@ def report(kind: str, key: str, **extra) -> None:
 def install() -> None:
     if not os.environ.get(COLLECTOR):
         return
-    from executions.runtime import process, supervisor
+    from executions.runtime import engines, process, store, supervisor
 
     if FORKED_MODULE not in process.PRELOAD:
         process.PRELOAD.append(FORKED_MODULE)
-    supervisor.run_spec = probed_run_spec(supervisor.run_spec)
+    # A terminal's own run calls it from the local engine.
+    engines.run_spec = probed_run_spec(engines.run_spec)
     _probe_supervisor(supervisor.Supervisor)
     _probe_relay(process.ExecutionProcess)
-    _probe_finish(supervisor)
+    _probe_finish(store)
     _probe_layer(sends=os.environ.get(SENDS) == "1")
 
 
 def probed_run_spec(run_spec):
     """`run_spec` (the engine's run, wherever it runs) with the probes."""
 
-    async def probed(spec, signal, on_step):
+    async def probed(spec, signal, on_step, *args, **options):
         key = uuid.UUID(str(spec.execution_id)).hex
         signal.add_listener(lambda: report("signal", key, force=signal.force))
         seen = []
@@ -111,7 +112,7 @@ def probed_run_spec(run_spec):
             on_step(state)
 
         try:
-            return await run_spec(spec, signal, watched)
+            return await run_spec(spec, signal, watched, *args, **options)
         finally:
             report("ran", key)
 
@@ -146,13 +147,13 @@ def _probe_relay(cls) -> None:
 
 
 def _probe_finish(module) -> None:
-    finish = module._finish
+    finish = module.finish
 
     async def probed_finish(execution, *args, **kwargs) -> None:
         await finish(execution, *args, **kwargs)
         report("final", uuid.UUID(str(execution.id)).hex)
 
-    module._finish = probed_finish
+    module.finish = probed_finish
 
 
 def _probe_layer(*, sends: bool) -> None:
@@ -169,12 +170,13 @@ def _probe_layer(*, sends: bool) -> None:
             report("joined", group.removeprefix(CONTROL_PREFIX))
 
     async def probed_group_send(group: str, message: dict) -> None:
-        if message.get("type") == "execution.step":
-            report(
-                "sent",
-                group.removeprefix(WATCH_PREFIX),
-                event=step_key(message["step"]),
-            )
+        if message.get("type") == "execution.progress":
+            for step in message["steps"]:
+                report(
+                    "sent",
+                    group.removeprefix(WATCH_PREFIX),
+                    event=step_key(step),
+                )
         await group_send(group, message)
 
     layer.group_add = probed_group_add

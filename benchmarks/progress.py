@@ -142,8 +142,9 @@ async def one_run(cmd: str, seconds: float) -> dict:
     original = layer.group_send
 
     async def counting(group: str, message: dict) -> None:
-        if message.get("type") == "execution.step":
-            sent.append((time.monotonic(), message["step"]))
+        if message.get("type") == "execution.progress":
+            now = time.monotonic()
+            sent.extend((now, step) for step in message["steps"])
         await original(group, message)
 
     layer.group_send = counting
