@@ -351,12 +351,6 @@ class ClosedPipeSafe(io.TextIOBase):
 
 
 def describe_cmds() -> str:
-    """`execute --list`: each command, its title and its params."""
-    lines = []
-    for cmd in services.commands():
-        lines.append(f"{cmd.name}  {cmd.title}")
-        for param in cmd.params:
-            default = "" if param.required else f" (default {param.default!r})"
-            line = f"    --param {param.name}=<{param.type}>{default}"
-            lines.append(line + (f"  {param.help}" if param.help else ""))
-    return "\n".join(lines)
+    """`execute --list`: each command, its title, and its params with their
+    types, defaults, bounds or choices, and help."""
+    return "\n\n".join(cmd.usage() for cmd in services.commands())

@@ -280,3 +280,12 @@ def test_execute_quiet_hides_log_lines_but_not_a_traceback(capsys):
     assert "preparing" not in out
     assert "report │ Traceback (most recent call last):\n" in out
     assert "RuntimeError: the report failed as asked (fail=step)\n" in out
+
+
+def test_execute_list_shows_each_command_with_its_params(capsys):
+    call_command("execute", "--list")
+
+    out = capsys.readouterr().out
+    assert "demo.steps  Demo: a chain of steps\n" in out
+    assert "  count        int          5     1 to 1000    how many steps\n" in out
+    assert "one of: app_download, s3_bucket, iam_policy" in out
