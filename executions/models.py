@@ -67,10 +67,6 @@ class ExecutionQuerySet(models.QuerySet):
             | Q(status=Status.QUEUED, created_at__lt=cutoff) & ~Q(supervisor="")
         )
 
-    def supervised_by(self, supervisors):
-        """Active rows owned by any of `supervisors` (identities)."""
-        return self.active().filter(supervisor__in=list(supervisors))
-
 
 class Execution(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

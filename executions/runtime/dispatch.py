@@ -46,10 +46,6 @@ def bind(loop: asyncio.AbstractEventLoop, *, reaps: bool = True) -> Supervisor:
     return _supervisor
 
 
-def local_supervisor() -> Supervisor | None:
-    return _supervisor
-
-
 def supervisor_identity() -> str:
     """The identity of whoever will supervise an execution started here."""
     if conf.RUNNER != "inprocess":
