@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 quiet = Throttled(logger)
 
 SHUTDOWN_REASON = "the process running it is shutting down"
+#: How long close() lets a housekeeping round finish before cancelling it.
+CLOSE_TIMEOUT = 5.0
 
 
 def _fresh_task(coroutine) -> asyncio.Task:
@@ -96,6 +98,8 @@ class Supervisor:
         self.draining = False
         self._housekeeping: asyncio.Task | None = None
         self._wake = asyncio.Event()
+        #: Set by close(): housekeeping ends after the round it is in.
+        self._closing = asyncio.Event()
         self._background: set[asyncio.Task] = set()
 
     def spawn(self, coroutine) -> asyncio.Task:
@@ -263,7 +267,7 @@ class Supervisor:
 
     async def keep_house(self) -> None:
         due = {"poll": 0.0, "beat": 0.0, "progress": 0.0, "reap": 0.0}
-        while True:
+        while not self._closing.is_set():
             now = time.monotonic()
             try:
                 if self.reaps and now >= due["reap"]:
@@ -284,7 +288,9 @@ class Supervisor:
                 quiet.warning("housekeeping", "housekeeping failed", exc_info=True)
             else:
                 quiet.recovered("housekeeping")
-            await asyncio.sleep(min(conf.POLL_INTERVAL, conf.DB_PROGRESS_INTERVAL))
+            tick = min(conf.POLL_INTERVAL, conf.DB_PROGRESS_INTERVAL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), timeout=tick)
 
     async def _write_progress(self) -> None:
         batch = {}
@@ -415,5 +421,10 @@ class Supervisor:
             run.deliver(force)
 
     async def close(self) -> None:
-        """Stop housekeeping (a terminal's supervisor, once its run is over)."""
+        """Stop housekeeping (a task's or a terminal's supervisor, once its
+        run is over). The round in progress ends first: a reap cut between
+        its write and its broadcast would end a row no watcher hears of."""
+        self._closing.set()
+        if self._housekeeping is not None:
+            await asyncio.wait([self._housekeeping], timeout=CLOSE_TIMEOUT)
         await _stop([self._housekeeping, *self._background])
