@@ -19,12 +19,12 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from . import errors, services
+from . import errors, services, sessions
 from .errors import ServiceError
 from .flow import Outbox, TokenBucket
 from .models import Source
 from .runtime.groups import LIST_GROUP, watch_group
-from .sessions import session_tag, session_user, user_group
+from .sessions import session_tag, user_group
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +47,6 @@ MESSAGE_RATE = 10.0
 RATE_CLOSE_AFTER = 20
 #: At most one resync snapshot per this many seconds; more are coalesced.
 RESYNC_INTERVAL = 1.0
-#: A socket re-checks its session and the view permission before it forwards
-#: an event, at most once per this many seconds (client actions always do).
-RECHECK_INTERVAL = 1.0
 
 #: How many executions the list socket's snapshot holds, newest first.
 LIST_SNAPSHOT_SIZE = 50
@@ -111,62 +108,8 @@ def _fields(content: dict[str, Any], **types: type) -> dict[str, Any]:
 
 
 @database_sync_to_async
-def _current_user(session_key: str | None, user_id: Any) -> Any:
-    """The socket's user if its session still stands for them, else None."""
-    user = session_user(session_key)
-    if not user.is_authenticated or user.pk != user_id:
-        return None
-    return user
-
-
-@database_sync_to_async
 def _can_view(user) -> bool:
     return services.can(user, "view")
-
-
-@database_sync_to_async
-def _standing(session_key: str | None, user_id: Any) -> tuple[Any, bool]:
-    """The session's user now (None if it ended) and whether they may watch:
-    one trip to the database for both."""
-    user = session_user(session_key)
-    if not user.is_authenticated or user.pk != user_id:
-        return None, False
-    return user, services.can(user, "view")
-
-
-class Standings:
-    """Session re-checks shared by every socket of this process: the sockets
-    of one session (a user's tabs, a page's two sockets) ask the database
-    once per RECHECK_INTERVAL between them, and sockets that ask at the same
-    moment wait for the same answer. With hundreds of watchers a check per
-    socket per second had saturated the server's one database thread."""
-
-    def __init__(self) -> None:
-        self._answers: dict[tuple, tuple[float, Any, bool]] = {}
-        self._asking: dict[tuple, asyncio.Future] = {}
-
-    async def check(self, session_key: str | None, user_id: Any) -> tuple[Any, bool]:
-        key = (session_key, user_id)
-        answer = self._answers.get(key)
-        if answer is not None and time.monotonic() - answer[0] < RECHECK_INTERVAL:
-            return answer[1], answer[2]
-        asking = self._asking.get(key)
-        if asking is None:
-            asking = asyncio.ensure_future(_standing(session_key, user_id))
-            self._asking[key] = asking
-            asking.add_done_callback(lambda done: self._settle(key, done))
-        return await asyncio.shield(asking)
-
-    def _settle(self, key: tuple, done: asyncio.Future) -> None:
-        self._asking.pop(key, None)
-        if not done.cancelled() and done.exception() is None:
-            user, can_view = done.result()
-            self._answers[key] = (time.monotonic(), user, can_view)
-            if len(self._answers) > 10_000:  # ended sessions: forget them
-                self._answers.clear()
-
-
-standings = Standings()
 
 
 @database_sync_to_async
@@ -326,7 +269,7 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
     async def forward(self, message: dict[str, Any]) -> None:
         """Send a group event on, if the session and the view permission
         still stand (checked at most once per RECHECK_INTERVAL)."""
-        due = time.monotonic() - self.checked_at >= RECHECK_INTERVAL
+        due = time.monotonic() - self.checked_at >= sessions.RECHECK_INTERVAL
         if due and not await self.recheck():
             return
         await self.send_json(message)
@@ -334,7 +277,7 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
     async def recheck(self) -> bool:
         """Re-validate the session and the view permission; close if either
         is gone."""
-        user, can_view = await standings.check(self.session_key, self.user.pk)
+        user, can_view = await sessions.standings.check(self.session_key, self.user.pk)
         if user is None:
             await self.end(CLOSE_LOGGED_OUT)
             return False
@@ -412,7 +355,7 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
                 "unknown_type", f"Unknown message type; expected one of: {expected}."
             )
         # Every action in the name of the session as it stands now.
-        user = await _current_user(self.session_key, self.user.pk)
+        user = await sessions.current_user(self.session_key, self.user.pk)
         if user is None:
             return await self.end(CLOSE_LOGGED_OUT)
         self.user = user

@@ -9,19 +9,24 @@ session close.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import time
 from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.signals import user_logged_out
 from django.dispatch import receiver
+
+from . import services
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +76,62 @@ def close_sockets(sender, request=None, user=None, **kwargs) -> None:
         # The sockets still find out: each re-validates its session before
         # it acts and, at most a second apart, before it forwards an event.
         logger.warning("Could not tell %s's sockets of a logout: %s", user, error)
+
+
+#: A socket re-checks its session and the view permission before it forwards
+#: an event, at most once per this many seconds (client actions always do).
+RECHECK_INTERVAL = 1.0
+
+
+@database_sync_to_async
+def current_user(session_key: str | None, user_id: Any) -> Any:
+    """The socket's user if its session still stands for them, else None."""
+    user = session_user(session_key)
+    if not user.is_authenticated or user.pk != user_id:
+        return None
+    return user
+
+
+@database_sync_to_async
+def _standing(session_key: str | None, user_id: Any) -> tuple[Any, bool]:
+    """The session's user now (None if it ended) and whether they may watch:
+    one trip to the database for both."""
+    user = session_user(session_key)
+    if not user.is_authenticated or user.pk != user_id:
+        return None, False
+    return user, services.can(user, "view")
+
+
+class Standings:
+    """Session re-checks shared by every socket of this process: the sockets
+    of one session (a user's tabs, a page's two sockets) ask the database
+    once per RECHECK_INTERVAL between them, and sockets that ask at the same
+    moment wait for the same answer. With hundreds of watchers a check per
+    socket per second had saturated the server's one database thread."""
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple, tuple[float, Any, bool]] = {}
+        self._asking: dict[tuple, asyncio.Future] = {}
+
+    async def check(self, session_key: str | None, user_id: Any) -> tuple[Any, bool]:
+        key = (session_key, user_id)
+        answer = self._answers.get(key)
+        if answer is not None and time.monotonic() - answer[0] < RECHECK_INTERVAL:
+            return answer[1], answer[2]
+        asking = self._asking.get(key)
+        if asking is None:
+            asking = asyncio.ensure_future(_standing(session_key, user_id))
+            self._asking[key] = asking
+            asking.add_done_callback(lambda done: self._settle(key, done))
+        return await asyncio.shield(asking)
+
+    def _settle(self, key: tuple, done: asyncio.Future) -> None:
+        self._asking.pop(key, None)
+        if not done.cancelled() and done.exception() is None:
+            user, can_view = done.result()
+            self._answers[key] = (time.monotonic(), user, can_view)
+            if len(self._answers) > 10_000:  # ended sessions: forget them
+                self._answers.clear()
+
+
+standings = Standings()

@@ -11,7 +11,7 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission
 
-from executions import consumers, services
+from executions import services, sessions
 from executions.models import Execution, LogLine, Source, Status
 from executions.runtime import groups
 from peace_site.asgi import application
@@ -489,8 +489,8 @@ async def test_sockets_of_one_session_share_its_recheck(monkeypatch):
         await asyncio.sleep(0.01)
         return "alice", True
 
-    monkeypatch.setattr(consumers, "_standing", standing)
-    checks = consumers.Standings()
+    monkeypatch.setattr(sessions, "_standing", standing)
+    checks = sessions.Standings()
 
     together = await asyncio.gather(*(checks.check("s1", 1) for _ in range(50)))
     later = await checks.check("s1", 1)

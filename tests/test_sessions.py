@@ -90,7 +90,7 @@ async def test_password_change_elsewhere_stops_the_sockets_actions(make_user):
 
 async def test_lost_view_permission_stops_the_next_event(make_user, monkeypatch):
     # Every event re-checks here; the consumer caches the answer for a second.
-    monkeypatch.setattr("executions.consumers.RECHECK_INTERVAL", 0)
+    monkeypatch.setattr("executions.sessions.RECHECK_INTERVAL", 0)
     user = await database_sync_to_async(make_user)("view")
     running = await database_sync_to_async(execution)(Status.RUNNING)
     communicator = await open_socket("/ws/executions/", await logged_in(user))
