@@ -132,18 +132,20 @@ def _probe_supervisor(cls) -> None:
 
 
 def _probe_relay(cls) -> None:
-    interrupt, on_exit = cls.interrupt, cls._on_exit
+    interrupt, wait = cls.interrupt, cls.wait
 
     def probed_interrupt(self, force: bool) -> None:
         interrupt(self, force)
         report("relayed", uuid.UUID(str(self.spec.execution_id)).hex, force=force)
 
-    def probed_on_exit(self) -> None:
-        on_exit(self)
+    async def probed_wait(self) -> None:
+        # The supervisor is done with the process: its last message read and
+        # its socket shut on its way out (or it exited).
+        await wait(self)
         report("exited", uuid.UUID(str(self.spec.execution_id)).hex)
 
     cls.interrupt = probed_interrupt
-    cls._on_exit = probed_on_exit
+    cls.wait = probed_wait
 
 
 def _probe_finish(module) -> None:

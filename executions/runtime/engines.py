@@ -43,11 +43,16 @@ class ProcessEngine:
 
     async def wait(self) -> str | None:
         """Wait for the process to end; why, if it did not report."""
-        code = await self.process.wait()
-        # Whatever its steps started goes with it.
+        await self.process.wait()
+        code = None
+        if self.run.report is None:
+            # It ended without saying how: its exit says why.
+            code = await self.process.exit_code()
+        # Whatever its steps started goes with it, and so does the process
+        # itself if it is still on its way out after its last message.
         self.process.kill_group()
         self.process.close()
-        if self.run.report is None:
+        if code is not None:
             return describe_exit(code)
         # A step the engine abandoned in its thread ended with the process.
         for step in self.run.steps.values():

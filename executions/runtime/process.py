@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -88,12 +89,25 @@ def main(spec: dict[str, Any], sock: socket.socket) -> None:
     # to hear it.
     signal.signal(signal.SIGINT, _ignore)
     code = 0
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     try:
-        asyncio.run(_serve(RunSpec(**spec), sock))
+        loop.run_until_complete(_serve(RunSpec(**spec), sock))
     except BaseException:
         logger.exception("execution process for %s failed", spec["execution_id"])
         code = 70
-    # Abandoned step threads end with the process, not after it.
+    # No teardown (asyncio.run's cancels tasks and joins the executor's
+    # threads): the supervisor writes the row once this process is gone, so
+    # every millisecond here is on the way to "stopped". Abandoned step
+    # threads end with the process, not after it.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    # The kernel takes milliseconds to tear a process down before it closes
+    # its files: end the conversation first, so the supervisor need not wait
+    # for that (it kills the group on seeing the end; see `wait`).
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     os._exit(code)
 
 
@@ -221,13 +235,20 @@ class ExecutionProcess:
         elif not self._writer.is_closing():
             self._writer.write(encode({"t": "interrupt", "force": force}))
 
-    async def wait(self) -> int:
-        """Wait until the process has exited and every message it sent was
-        read; return its exit code (negative: the signal that killed it)."""
-        code = await self._exited
-        if self._reading is not None:
+    async def wait(self) -> None:
+        """Until the conversation is over: every message the process sent was
+        read, and it shut its end of the socket (just before `os._exit`, see
+        `main`) or exited."""
+        await asyncio.wait(
+            [self._reading, self._exited], return_when=asyncio.FIRST_COMPLETED
+        )
+        if self._exited.done():
             await asyncio.wait([self._reading], timeout=5)
-        return code
+
+    async def exit_code(self) -> int:
+        """Its exit code once it has exited (negative: the signal that killed
+        it)."""
+        return await asyncio.shield(self._exited)
 
     def kill_group(self, number: int = signal.SIGKILL) -> None:
         """Signal the execution's process group: the process, its threads'
