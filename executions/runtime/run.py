@@ -168,12 +168,16 @@ class Run:
             self._outbox_ready.set()
 
     async def send_progress(self) -> None:
-        while not self._closing:
+        while True:
             await self._outbox_ready.wait()
+            if self._closing:
+                return  # the run's end sends the rest, once the row holds it
             await self.drain_outbox()
 
-    async def drain_outbox(self) -> None:
-        """Send what waits for the watchers: step events, then log lines."""
+    async def drain_outbox(self, *, saved: bool = False) -> None:
+        """Send what waits for the watchers: step events, then log lines.
+        `saved`: the row already holds every step as it stands (the run's
+        end wrote it), so no progress write need come first."""
         group = groups.watch_group(self.id)
         self._outbox_ready.clear()
         while self._outbox:
@@ -187,7 +191,8 @@ class Run:
                 # Durable first: a step's start or end is on the row before
                 # any watcher hears of it (a reaper may read the row next).
                 self._published.update(changed)
-                await self._save_now()
+                if not saved:
+                    await self._save_now()
             # One message a tick for all the steps that moved: the layer's
             # cost is per message and per member, so fan-out stays flat.
             await broadcast.send(
@@ -216,8 +221,9 @@ class Run:
             self.dirty = True  # the next progress write retries
             quiet.warning("progress", "writing progress failed", exc_info=True)
 
-    async def flush_progress(self) -> None:
-        """Stop the sender; the final value of every step always goes out."""
+    def stop_sending(self) -> None:
+        """Stop the sender: what it has not sent goes out with the run's end
+        (`drain_outbox(saved=True)`), after the row holds it."""
         self._closing = True
         self._outbox_ready.set()
 

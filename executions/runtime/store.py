@@ -133,8 +133,13 @@ def acknowledge(execution_id: str) -> dict | None:
 
 
 @database_sync_to_async
-def finish(execution: Execution, status: str, outcome: dict, steps, results) -> None:
+def finish(
+    execution: Execution, status: str, outcome: dict, steps, results
+) -> tuple[Execution, dict] | None:
+    """Write the run's end; return the row as it then stands, with its
+    snapshot (None if it was deleted), in the same trip to the database."""
     execution.finish(status, outcome=outcome, steps=steps, results=results)
+    return _snapshot(execution.id)
 
 
 @database_sync_to_async
@@ -157,6 +162,10 @@ def fail_to_start(execution: Execution, error: str) -> None:
 
 @database_sync_to_async
 def snapshot(execution_id) -> tuple[Execution, dict] | None:
+    return _snapshot(execution_id)
+
+
+def _snapshot(execution_id) -> tuple[Execution, dict] | None:
     execution = Execution.objects.select_related("resumed_from").filter(pk=execution_id)
     execution = execution.first()
     return None if execution is None else (execution, execution.snapshot())

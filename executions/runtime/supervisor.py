@@ -187,7 +187,7 @@ class Supervisor:
         try:
             failure = await run.engine.wait()
         finally:
-            await run.flush_progress()
+            run.stop_sending()
             await asyncio.wait([sender], timeout=1.0)
             await _stop([sender, listener, run.escalation])
         try:
@@ -195,18 +195,23 @@ class Supervisor:
         except Exception:
             # The row must still be finished; its log is what it is.
             logger.warning("saving the log of %s failed", run.id, exc_info=True)
-        # After the write: the last log event's drop count is the row's.
-        await run.drain_outbox()
         status, outcome, results = run.conclude(failure)
-        await store.finish(
+        # One trip: the end written, and the row read back as it now stands.
+        # If the write refused, the row was already final (reaped as lost):
+        # the database stays the truth, and watchers are told what it says.
+        found = await store.finish(
             run.execution, status, outcome, list(run.steps.values()), results
         )
-        # If that refused, the row was already final (reaped as lost): the
-        # database stays the truth, and watchers are told what it says.
-        return await self._announce_end(run)
+        # The row holds every step's last state now, and the log's drop
+        # count: what the sender left goes out without another write.
+        await run.drain_outbox(saved=True)
+        return await self._announce_end(run, found)
 
-    async def _announce_end(self, run: Run) -> Execution:
-        found = await store.snapshot(run.id)
+    async def _announce_end(
+        self, run: Run, found: tuple[Execution, dict] | None = None
+    ) -> Execution:
+        if found is None:
+            found = await store.snapshot(run.id)
         if found is None:
             logger.warning("execution %s was deleted while it ran", run.id)
             return run.execution
