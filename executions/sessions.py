@@ -92,46 +92,69 @@ def current_user(session_key: str | None, user_id: Any) -> Any:
     return user
 
 
-@database_sync_to_async
 def _standing(session_key: str | None, user_id: Any) -> tuple[Any, bool]:
-    """The session's user now (None if it ended) and whether they may watch:
-    one trip to the database for both."""
+    """The session's user now (None if it ended) and whether they may watch."""
     user = session_user(session_key)
     if not user.is_authenticated or user.pk != user_id:
         return None, False
     return user, services.can(user, "view")
 
 
+@database_sync_to_async
+def _standings(keys: list[tuple]) -> dict[tuple, tuple[Any, bool]]:
+    """`_standing` for each (session key, user id): one trip for them all."""
+    return {key: _standing(*key) for key in keys}
+
+
 class Standings:
-    """Session re-checks shared by every socket of this process: the sockets
+    """Session re-checks shared by every socket of this process. The sockets
     of one session (a user's tabs, a page's two sockets) ask the database
-    once per RECHECK_INTERVAL between them, and sockets that ask at the same
-    moment wait for the same answer. With hundreds of watchers a check per
-    socket per second had saturated the server's one database thread."""
+    once per RECHECK_INTERVAL between them, and the sessions that come due
+    while a check is in flight are checked together in the next one: one
+    trip through the server's one database thread for all of them, however
+    many sessions watch. With hundreds of watchers, a trip per session per
+    second had saturated that thread, and the events queued behind it."""
 
     def __init__(self) -> None:
         self._answers: dict[tuple, tuple[float, Any, bool]] = {}
-        self._asking: dict[tuple, asyncio.Future] = {}
+        #: Asked for and not yet in a trip: key → its answer, to come.
+        self._waiting: dict[tuple, asyncio.Future] = {}
+        self._asking: asyncio.Task | None = None
 
     async def check(self, session_key: str | None, user_id: Any) -> tuple[Any, bool]:
         key = (session_key, user_id)
         answer = self._answers.get(key)
         if answer is not None and time.monotonic() - answer[0] < RECHECK_INTERVAL:
             return answer[1], answer[2]
-        asking = self._asking.get(key)
-        if asking is None:
-            asking = asyncio.ensure_future(_standing(session_key, user_id))
-            self._asking[key] = asking
-            asking.add_done_callback(lambda done: self._settle(key, done))
-        return await asyncio.shield(asking)
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            waiting = asyncio.get_running_loop().create_future()
+            self._waiting[key] = waiting
+            if self._asking is None:
+                self._asking = asyncio.ensure_future(self._ask())
+        return await asyncio.shield(waiting)
 
-    def _settle(self, key: tuple, done: asyncio.Future) -> None:
-        self._asking.pop(key, None)
-        if not done.cancelled() and done.exception() is None:
-            user, can_view = done.result()
-            self._answers[key] = (time.monotonic(), user, can_view)
-            if len(self._answers) > 10_000:  # ended sessions: forget them
-                self._answers.clear()
+    async def _ask(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, {}
+                try:
+                    answers = await _standings(list(batch))
+                except Exception as error:
+                    for waiting in batch.values():
+                        if not waiting.done():
+                            waiting.set_exception(error)
+                    continue
+                now = time.monotonic()
+                if len(self._answers) > 10_000:  # ended sessions: forget them
+                    self._answers.clear()
+                for key, waiting in batch.items():
+                    user, can_view = answers[key]
+                    self._answers[key] = (now, user, can_view)
+                    if not waiting.done():
+                        waiting.set_result((user, can_view))
+        finally:
+            self._asking = None
 
 
 standings = Standings()

@@ -11,7 +11,7 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission
 
-from executions import services, sessions
+from executions import services
 from executions.models import Execution, LogLine, Source, Status
 from executions.runtime import groups
 from peace_site.asgi import application
@@ -479,23 +479,3 @@ async def test_resyncs_are_coalesced_to_one_snapshot(connect, user):
         "execution": await db_snapshot(execution.id),
     }
     assert await communicator.receive_nothing(timeout=1.5)
-
-
-async def test_sockets_of_one_session_share_its_recheck(monkeypatch):
-    calls = []
-
-    async def standing(session_key, user_id):
-        calls.append(session_key)
-        await asyncio.sleep(0.01)
-        return "alice", True
-
-    monkeypatch.setattr(sessions, "_standing", standing)
-    checks = sessions.Standings()
-
-    together = await asyncio.gather(*(checks.check("s1", 1) for _ in range(50)))
-    later = await checks.check("s1", 1)
-    other = await checks.check("s2", 1)
-
-    assert together == [("alice", True)] * 50
-    assert (later, other) == (("alice", True), ("alice", True))
-    assert calls == ["s1", "s2"]

@@ -3,12 +3,15 @@ or a lost permission reaches an open socket."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission
 from django.test import Client
 
+from executions import sessions
 from executions.models import Status
 from executions.runtime import broadcast, groups
 from executions.sessions import user_group
@@ -102,3 +105,77 @@ async def test_lost_view_permission_stops_the_next_event(make_user, monkeypatch)
 
     assert await close_code(communicator) == 4403
     await communicator.disconnect()
+
+
+async def test_sockets_of_one_session_share_its_recheck(monkeypatch):
+    trips = []
+
+    async def standings(keys):
+        trips.append(keys)
+        await asyncio.sleep(0.01)
+        return {key: ("alice", True) for key in keys}
+
+    monkeypatch.setattr(sessions, "_standings", standings)
+    checks = sessions.Standings()
+
+    together = await asyncio.gather(*(checks.check("s1", 1) for _ in range(50)))
+    later = await checks.check("s1", 1)
+    other = await checks.check("s2", 1)
+
+    assert together == [("alice", True)] * 50
+    assert (later, other) == (("alice", True), ("alice", True))
+    assert trips == [[("s1", 1)], [("s2", 1)]]
+
+
+async def test_sessions_due_together_take_one_trip(monkeypatch):
+    """300 watchers with a session each: the checks that come due while one
+    trip is in flight go in the next, not a trip each."""
+    trips = []
+
+    async def standings(keys):
+        trips.append(len(keys))
+        await asyncio.sleep(0.01)
+        return {key: (f"user-{key[1]}", key[1] % 2 == 0) for key in keys}
+
+    monkeypatch.setattr(sessions, "_standings", standings)
+    checks = sessions.Standings()
+
+    first = asyncio.ensure_future(checks.check("s0", 0))
+    await asyncio.sleep(0)
+    answers = await asyncio.gather(*(checks.check(f"s{n}", n) for n in range(1, 300)))
+
+    assert await first == ("user-0", True)
+    assert answers == [(f"user-{n}", n % 2 == 0) for n in range(1, 300)]
+    assert trips == [1, 299]
+
+
+async def test_a_failed_trip_fails_its_checks_and_the_next_asks_again(monkeypatch):
+    answers = iter([RuntimeError("database down"), ("alice", True)])
+
+    async def standings(keys):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return {key: answer for key in keys}
+
+    monkeypatch.setattr(sessions, "_standings", standings)
+    checks = sessions.Standings()
+
+    with pytest.raises(RuntimeError, match="database down"):
+        await checks.check("s1", 1)
+    assert await checks.check("s1", 1) == ("alice", True)
+
+
+async def test_a_recheck_reads_the_session_as_django_does(make_user):
+    alice = await database_sync_to_async(make_user)("view")
+    client = await logged_in(alice)
+    key = client.cookies["sessionid"].value
+
+    answers = await sessions._standings(
+        [(key, alice.pk), (key, alice.pk + 1), ("gone", alice.pk)]
+    )
+
+    user, can_view = answers[(key, alice.pk)]
+    assert (user.pk, can_view) == (alice.pk, True)
+    assert answers[(key, alice.pk + 1)] == (None, False)
+    assert answers[("gone", alice.pk)] == (None, False)
