@@ -110,6 +110,41 @@ async def test_execution_socket_unpacks_a_progress_tick_into_step_events(connect
     ]
 
 
+async def test_events_reach_a_watcher_without_a_hop_to_the_sync_thread(
+    connect, user, monkeypatch
+):
+    """Channels hops to the one sync thread before each message a consumer
+    handles (`aclose_old_connections`); with hundreds of watchers those hops
+    were the fan-out's bottleneck. An event forwarded within the re-check
+    interval takes none."""
+    import channels.consumer
+
+    hops = []
+
+    async def counted() -> None:
+        hops.append(1)
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    execution = await database_sync_to_async(start)(running=True)
+    communicator, _ = await connect(f"/ws/executions/{execution.id}/", user)
+    await receive(communicator)  # the snapshot
+    step = {**execution.steps[0], "status": "running"}
+
+    for _ in range(10):
+        await get_channel_layer().group_send(
+            groups.watch_group(execution.id),
+            {
+                "type": groups.PROGRESS,
+                "execution_id": str(execution.id),
+                "steps": [step],
+            },
+        )
+    for _ in range(10):
+        assert (await receive(communicator))["type"] == "step"
+
+    assert hops == []
+
+
 async def test_execution_socket_streams_a_run_in_order(connect, user):
     execution = await database_sync_to_async(start)()
     communicator, _ = await connect(f"/ws/executions/{execution.id}/", user)
