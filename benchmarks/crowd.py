@@ -45,6 +45,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import threading
 import time
 import uuid
@@ -107,8 +108,9 @@ def each_watcher(
 
 
 def flood_summary(flood: dict) -> dict:
-    """RSS before / peak / after (MiB), the first cut (s after the first
-    frame) and how many connections were cut."""
+    """RSS before / peak / after (MiB), the first connection's cut (s after
+    it opened), how many connections were cut, and the peak of daphne's
+    kernel send queue (KiB) towards the client."""
     rss = [value for _, value in flood["rss"]]
     cuts = [c["cut"] - c["opened"] for c in flood["connections"] if c.get("cut")]
     return {
@@ -119,6 +121,8 @@ def flood_summary(flood: dict) -> dict:
         "cuts": len(cuts),
         "connections": len(flood["connections"]),
         "median_cut": sorted(cuts)[len(cuts) // 2] if cuts else None,
+        "send_queue_peak": max((q for _, q in flood.get("send_queue", [])), default=0)
+        / 1024,
     }
 
 
@@ -323,6 +327,12 @@ async def crowd(context: Context) -> dict:
             last = result["rounds"][-1]
             p99 = summary(last["delays"])["p99"] if last["delays"] else float("nan")
             print(f"   crowd: p99 {p99:.0f} ms, daphne {last['cpu']:.0f} %", flush=True)
+        # An experiment: the same crowd on one session (one browser's 300
+        # tabs), so the sockets' session re-checks share one query a second.
+        one = [server.http.cookies["sessionid"]] * WATCHERS
+        result["one_session"] = await crowd_round(
+            server, WATCHERS, seconds, one, daphne
+        )
         result["rss_end"] = daphne.memory_info().rss / 2**20
         for key in others:
             await server.stop(key)
@@ -358,13 +368,17 @@ def _frame(payload: bytes) -> bytes:
     return struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + masked
 
 
-def _server_has(daphne: psutil.Process, port: int) -> bool:
-    """Whether daphne still holds an open connection from our `port`."""
-    with contextlib.suppress(psutil.Error):
-        for conn in daphne.net_connections("tcp"):
-            if conn.raddr and conn.raddr.port == port:
-                return conn.status == psutil.CONN_ESTABLISHED
-    return False
+def _server_side(port: int, peer: int) -> tuple[str, int] | None:
+    """Daphne's end of the connection from `peer`: (TCP state, bytes in its
+    kernel send queue), or None once it is gone."""
+    out = subprocess.run(
+        ["ss", "-tnH", "state", "all", f"( sport = :{port} and dport = :{peer} )"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    if len(out) < 3:
+        return None
+    return out[0], int(out[2])
 
 
 def _close_code(sock: socket.socket) -> int | None:
@@ -386,39 +400,35 @@ def flood_client(
     cookie: str,
     rate: float,
     seconds: float,
-    daphne: psutil.Process,
+    connections: list[dict],
     stop: threading.Event,
-) -> list[dict]:
+) -> None:
     """Send `resync` at `rate` a second, never reading, for `seconds`;
-    reconnect when the server cuts the connection. One dict per connection."""
+    reconnect when a send fails (the server cut the connection). One dict
+    per connection in `connections`, the open one last."""
     resync = _frame(json.dumps({"type": "resync"}).encode())
-    connections = []
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        sock = _handshake(port, path, cookie)
-        local = sock.getsockname()[1]
-        record = {"opened": time.monotonic(), "frames": 0}
-        connections.append(record)
-        checked = 0.0
+    try:
         while time.monotonic() < deadline:
-            now = time.monotonic()
-            if now - checked >= 0.1:
-                checked = now
-                if not _server_has(daphne, local):
-                    record["cut"] = now
+            sock = _handshake(port, path, cookie)
+            record = {
+                "opened": time.monotonic(),
+                "frames": 0,
+                "peer": sock.getsockname()[1],
+            }
+            connections.append(record)
+            while time.monotonic() < deadline:
+                try:
+                    sock.sendall(resync)
+                    record["frames"] += 1
+                except OSError:  # reset or closed by the server
+                    record["refused"] = time.monotonic()
+                    record["code"] = _close_code(sock)
                     break
-            try:
-                sock.sendall(resync)
-                record["frames"] += 1
-            except OSError:  # reset or closed by the server
-                record["cut"] = time.monotonic()
-                break
-            time.sleep(1 / rate)
-        if record.get("cut"):
-            record["code"] = _close_code(sock)
-        sock.close()
-    stop.set()
-    return connections
+                time.sleep(1 / rate)
+            sock.close()
+    finally:
+        stop.set()
 
 
 async def flood(context: Context, rate: float, seconds: float) -> dict:
@@ -432,6 +442,7 @@ async def flood(context: Context, rate: float, seconds: float) -> dict:
         await asyncio.sleep(1.0)
         before = daphne.memory_info().rss / 2**20
         stop = threading.Event()
+        connections: list[dict] = []
         started = time.monotonic()
         client = asyncio.ensure_future(
             asyncio.to_thread(
@@ -441,30 +452,40 @@ async def flood(context: Context, rate: float, seconds: float) -> dict:
                 server.http.cookies["sessionid"],
                 rate,
                 seconds,
-                daphne,
+                connections,
                 stop,
             )
         )
-        rss = []
+        rss, queued = [], []
         while not stop.is_set():
-            rss.append((time.monotonic() - started, daphne.memory_info().rss / 2**20))
+            now = time.monotonic() - started
+            rss.append((now, daphne.memory_info().rss / 2**20))
+            if connections and "refused" not in connections[-1]:
+                record = connections[-1]
+                peer = record["peer"]
+                side = await asyncio.to_thread(_server_side, server.port, peer)
+                if side is not None:
+                    queued.append((now, side[1]))
+                if (side is None or side[0] != "ESTAB") and "cut" not in record:
+                    record["cut"] = time.monotonic()
             await asyncio.sleep(0.2)
-        connections = await client
+        await client
         await asyncio.sleep(3.0)
         after = daphne.memory_info().rss / 2**20
         alive = server.daphne.poll() is None
-    # Times relative to the first connection's opening.
-    base = connections[0]["opened"] if connections else 0.0
     for record in connections:
-        if record.get("cut"):
-            record["cut"] -= base
-        record["opened"] -= base
+        # The server's side seen gone, or else the send it refused.
+        cut = record.get("cut", record.get("refused"))
+        record["cut"] = None if cut is None else cut - started
+        record["opened"] -= started
+        record.pop("refused", None)
     return {
         "rate": rate,
         "seconds": seconds,
         "snapshot_bytes": size,
         "before": before,
         "rss": rss,
+        "send_queue": queued,
         "after": after,
         "connections": connections,
         "alive": alive,
@@ -526,7 +547,7 @@ def targets(section: dict) -> list[tuple[str, str, str, bool]]:
     for flood in section.get("floods", []):
         fs = flood_summary(flood)
         cut = (
-            f"cut after {fs['first_cut']:.1f} s, {fs['cuts']} of "
+            f"first cut {fs['first_cut']:.1f} s after it opened, {fs['cuts']} of "
             f"{fs['connections']} connections cut"
             if fs["first_cut"] is not None
             else "never cut"
@@ -559,6 +580,14 @@ def markdown(section: dict) -> str:
         f"| ours: row terminal (`finished_at`) → each of {section['watchers']} "
         "gets `finished` " + _stat(_all(section["rounds"], "delays")),
     ]
+    one = section.get("one_session")
+    if one:
+        lines += [
+            f"| experiment, all {one['count']} on one session: group_send → each "
+            "(step events) " + _stat(one["step_delays"]),
+            f"| experiment, all {one['count']} on one session: row terminal → each "
+            "gets `finished` " + _stat(one["delays"]),
+        ]
     for level in section["levels"]:
         lines.append(
             f"| ours: row terminal → each of {level['count']} gets `finished` "
@@ -601,8 +630,9 @@ def markdown(section: dict) -> str:
             "Resync flood (a client that never reads; it reconnects when cut):",
             "",
             "| frames/s | seconds | snapshot (KiB) | RSS before | peak | after "
-            "| first cut (s) | connections cut | close code seen | daphne alive |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| kernel send queue, peak (KiB) | first cut (s) | connections cut "
+            "| close code seen | daphne alive |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for flood in section["floods"]:
             fs = flood_summary(flood)
@@ -614,7 +644,7 @@ def markdown(section: dict) -> str:
                 f"| {flood['rate']:g} | {flood['seconds']:.0f} "
                 f"| {flood['snapshot_bytes'] / 1024:.0f} | {fs['before']:.0f} "
                 f"| {fs['peak']:.0f} | {fs['after']:.0f} "
-                f"| {first} "
+                f"| {fs['send_queue_peak']:.0f} | {first} "
                 f"| {fs['cuts']} of {fs['connections']} | {', '.join(codes)} "
                 f"| {'yes' if flood['alive'] else '**no**'} |"
             )
