@@ -42,6 +42,7 @@ SCENARIOS = (
     "scale",
     "runtime",
     "layers",
+    "crowd",
 )
 
 
@@ -169,6 +170,7 @@ def publish(results: dict, meta: dict, *, partial: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     plot = folder / "benchmarks-latency.png"
     report.plot(results, plot)
+    report.plot_scaling(results, folder / "benchmarks-scaling.png")
     meta = {**meta, "plot": plot.name}
     out = folder / "benchmarks.md"
     report.write(results, meta, out)

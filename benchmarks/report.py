@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks import fanout, interrupts, peers, progress, runtime, scale
+from benchmarks import crowd, fanout, interrupts, peers, progress, runtime, scale
 from benchmarks.support import summary, table
 
 START = "<!-- GENERATED: python -m benchmarks writes from here -->"
@@ -25,6 +25,7 @@ TITLES = {
     "scale": "6. Scale: concurrent executions in one server",
     "runtime": "7. The runtime: execution processes under the server (issue 9)",
     "layers": "Channel layers (benchmarks/layers.py)",
+    "crowd": "8. A crowd on one run, and a resync flood (issue 12)",
 }
 ORDER = tuple(TITLES)
 
@@ -89,6 +90,8 @@ def sections(results: dict) -> str:
             parts.append(progress.markdown(section))
         elif name == "scale":
             parts.append(scale.markdown(section))
+        elif name == "crowd":
+            parts.append(crowd_section(results))
         elif name == "runtime":
             parts.append(
                 table(section["rows"], floors=section.get("floors"))
@@ -254,7 +257,26 @@ def targets(results: dict) -> str:
             )
         )
     lines += runtime_targets(results)
+    lines += crowd_targets(results)
     return "\n".join(lines)
+
+
+def crowd_targets(results: dict) -> list[str]:
+    """Issue 12's rows: the crowd on one run, the resync flood."""
+    section = results.get("crowd")
+    if not section:
+        return []
+    return [_check(*row) for row in crowd.targets(section)]
+
+
+def crowd_section(results: dict) -> str:
+    return (
+        crowd.markdown(results["crowd"])
+        + "\n\n"
+        + crowd.load_note(results)
+        + "\n\n![daphne CPU and p99 against runs and watchers]"
+        + "(benchmarks-scaling.png)"
+    )
 
 
 def _is_reference(name: str) -> bool:
@@ -592,3 +614,107 @@ def write(results: dict, meta: dict, out: Path) -> None:
 
 def text(results: dict) -> str:
     return "### Targets\n\n" + targets(results) + "\n\n" + sections(results)
+
+
+def scaling_points(results: dict) -> dict[str, list[tuple[int, float]]]:
+    """The scaling figure's series: (x, y) points, x the runs or watchers."""
+    points: dict[str, list[tuple[int, float]]] = {}
+    for level in results.get("scale", {}).get("levels", []):
+        points.setdefault("runs: daphne CPU", []).append((level["count"], level["cpu"]))
+        if level["latencies"]:
+            points.setdefault("runs: interrupt delivery p99", []).append(
+                (level["count"], summary(level["latencies"])["p99"])
+            )
+    section = results.get("crowd")
+    if section:
+        rounds = section["rounds"]
+        levels = section["levels"] + (
+            [
+                {
+                    "count": section["watchers"],
+                    "cpu": max(r["cpu"] for r in rounds),
+                    "delays": [d for r in rounds for d in r["delays"]],
+                }
+            ]
+            if rounds
+            else []
+        )
+        for level in levels:
+            points.setdefault("watchers: daphne CPU", []).append(
+                (level["count"], level["cpu"])
+            )
+            if level["delays"]:
+                points.setdefault("watchers: row terminal → finished p99", []).append(
+                    (level["count"], summary(level["delays"])["p99"])
+                )
+    for name, samples in results.get("fanout", {}).get("rows", []):
+        if name.startswith("in-memory: ours → last of ") and samples:
+            count = int(name.rsplit(" ", 1)[1])
+            points.setdefault("watchers: step event → last watcher p99", []).append(
+                (count, summary(samples)["p99"])
+            )
+    return {name: sorted(series) for name, series in points.items()}
+
+
+def plot_scaling(results: dict, path: Path) -> None:
+    """Daphne's CPU and delivery p99 against concurrent runs (scenario 6) and
+    against watchers of one run (scenarios 5 and 8)."""
+    points = scaling_points(results)
+    if not points:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    for axis, (prefix, title, xlabel, target) in zip(
+        axes,
+        (
+            ("runs", "6. Concurrent runs in one daphne", "concurrent runs", None),
+            (
+                "watchers",
+                "5/8. Watchers of one run (20 other runs going in 8)",
+                "watchers of one run",
+                (crowd.TARGET_CPU, crowd.TARGET_P99_MS),
+            ),
+        ),
+        strict=True,
+    ):
+        latency = axis.twinx()
+        drawn = False
+        for number, (name, series) in enumerate(
+            (n, s) for n, s in points.items() if n.startswith(prefix + ":")
+        ):
+            xs, ys = zip(*series, strict=True)
+            cpu = "CPU" in name
+            (axis if cpu else latency).plot(
+                xs,
+                ys,
+                "o-" if cpu else "s--",
+                color=f"C{number}",
+                label=name.split(": ", 1)[1] + (" (%)" if cpu else " (ms)"),
+            )
+            drawn = True
+        if target:
+            axis.axhline(target[0], color="grey", linestyle=":", linewidth=1)
+            latency.axhline(target[1], color="grey", linestyle="-.", linewidth=1)
+        if not drawn:
+            axis.text(0.5, 0.5, "not measured in this run", ha="center")
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel("daphne's own CPU, % of one core")
+        latency.set_ylabel("p99, ms (log scale)")
+        latency.set_yscale("log")
+        axis.set_ylim(bottom=0)
+        axis.set_title(title)
+        axis.grid(True, alpha=0.3)
+        handles = axis.get_legend_handles_labels()
+        more = latency.get_legend_handles_labels()
+        axis.legend(handles[0] + more[0], handles[1] + more[1], fontsize=8)
+    figure.suptitle(
+        "peace_site scaling (solid: daphne CPU, left axis; dashed: p99, right axis;"
+        " grey: issue 12's targets)"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
