@@ -92,67 +92,97 @@ def current_user(session_key: str | None, user_id: Any) -> Any:
     return user
 
 
-def _standing(session_key: str | None, user_id: Any) -> tuple[Any, bool]:
-    """The session's user now (None if it ended) and whether they may watch."""
+def _standing(
+    session_key: str | None, user_id: Any, can_view: dict[Any, bool]
+) -> tuple[Any, bool]:
+    """The session's user now (None if it ended) and whether they may watch
+    (`can_view`: the answers for users already checked in this trip)."""
     user = session_user(session_key)
     if not user.is_authenticated or user.pk != user_id:
         return None, False
-    return user, services.can(user, "view")
+    if user.pk not in can_view:
+        can_view[user.pk] = services.can(user, "view")
+    return user, can_view[user.pk]
 
 
 @database_sync_to_async
 def _standings(keys: list[tuple]) -> dict[tuple, tuple[Any, bool]]:
-    """`_standing` for each (session key, user id): one trip for them all."""
-    return {key: _standing(*key) for key in keys}
+    """`_standing` for each (session key, user id): one trip for them all,
+    and one permission check per user, however many sessions they have."""
+    can_view: dict[Any, bool] = {}
+    return {key: _standing(*key, can_view) for key in keys}
 
 
 class Standings:
-    """Session re-checks shared by every socket of this process. The sockets
-    of one session (a user's tabs, a page's two sockets) ask the database
-    once per RECHECK_INTERVAL between them, and the sessions that come due
-    while a check is in flight are checked together in the next one: one
-    trip through the server's one database thread for all of them, however
-    many sessions watch. With hundreds of watchers, a trip per session per
-    second had saturated that thread, and the events queued behind it."""
+    """Session re-checks shared by every socket of this process, off the
+    path of the events they guard.
+
+    - The sockets of one session (a user's tabs, a page's two sockets) ask
+      the database once per RECHECK_INTERVAL between them.
+    - The sessions that come due while a check is in flight go together in
+      the next one: one trip through the server's one database thread for
+      all of them, however many sessions watch.
+    - An answer past half its life is refreshed in the background while it
+      is still used, so a busy socket's events do not wait for the database;
+      only an answer past RECHECK_INTERVAL (or none) is waited for.
+
+    With hundreds of watchers, a trip per session per second, each waited
+    for, had saturated that thread, and the events queued behind it."""
 
     def __init__(self) -> None:
         self._answers: dict[tuple, tuple[float, Any, bool]] = {}
         #: Asked for and not yet in a trip: key → its answer, to come.
         self._waiting: dict[tuple, asyncio.Future] = {}
+        #: In the trip in flight.
+        self._in_flight: dict[tuple, asyncio.Future] = {}
         self._asking: asyncio.Task | None = None
 
     async def check(self, session_key: str | None, user_id: Any) -> tuple[Any, bool]:
         key = (session_key, user_id)
         answer = self._answers.get(key)
-        if answer is not None and time.monotonic() - answer[0] < RECHECK_INTERVAL:
-            return answer[1], answer[2]
-        waiting = self._waiting.get(key)
-        if waiting is None:
-            waiting = asyncio.get_running_loop().create_future()
-            self._waiting[key] = waiting
-            if self._asking is None:
-                self._asking = asyncio.ensure_future(self._ask())
-        return await asyncio.shield(waiting)
+        if answer is not None:
+            age = time.monotonic() - answer[0]
+            if age < RECHECK_INTERVAL:
+                if age >= RECHECK_INTERVAL / 2:
+                    self._ask(key)  # ahead of need, not waited for
+                return answer[1], answer[2]
+        return await asyncio.shield(self._ask(key))
 
-    async def _ask(self) -> None:
+    def _ask(self, key: tuple) -> asyncio.Future:
+        """The answer to come for `key`: the trip in flight's, or the next's."""
+        asked = self._in_flight.get(key) or self._waiting.get(key)
+        if asked is None:
+            asked = asyncio.get_running_loop().create_future()
+            # A refresh nobody waits for may fail: that is not an error to
+            # report here (the next check asks again).
+            asked.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._waiting[key] = asked
+            if self._asking is None:
+                self._asking = asyncio.ensure_future(self._trips())
+        return asked
+
+    async def _trips(self) -> None:
         try:
             while self._waiting:
-                batch, self._waiting = self._waiting, {}
+                batch = self._in_flight = self._waiting
+                self._waiting = {}
                 try:
                     answers = await _standings(list(batch))
                 except Exception as error:
-                    for waiting in batch.values():
-                        if not waiting.done():
-                            waiting.set_exception(error)
+                    for asked in batch.values():
+                        if not asked.done():
+                            asked.set_exception(error)
                     continue
+                finally:
+                    self._in_flight = {}
                 now = time.monotonic()
                 if len(self._answers) > 10_000:  # ended sessions: forget them
                     self._answers.clear()
-                for key, waiting in batch.items():
+                for key, asked in batch.items():
                     user, can_view = answers[key]
                     self._answers[key] = (now, user, can_view)
-                    if not waiting.done():
-                        waiting.set_result((user, can_view))
+                    if not asked.done():
+                        asked.set_result((user, can_view))
         finally:
             self._asking = None
 

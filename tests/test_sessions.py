@@ -166,6 +166,56 @@ async def test_a_failed_trip_fails_its_checks_and_the_next_asks_again(monkeypatc
     assert await checks.check("s1", 1) == ("alice", True)
 
 
+async def test_an_answer_past_half_its_life_is_refreshed_without_waiting(
+    monkeypatch,
+):
+    trips = []
+    clock = [100.0]
+    monkeypatch.setattr(sessions.time, "monotonic", lambda: clock[0])
+
+    async def standings(keys):
+        trips.append(keys)
+        return {key: ("alice", len(trips) == 1) for key in keys}
+
+    monkeypatch.setattr(sessions, "_standings", standings)
+    checks = sessions.Standings()
+    assert await checks.check("s1", 1) == ("alice", True)
+
+    clock[0] += sessions.RECHECK_INTERVAL * 0.6
+    # Still the answer it has, at once; the refresh goes in the background.
+    assert await checks.check("s1", 1) == ("alice", True)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert len(trips) == 2
+    # The refreshed answer (the permission is gone) is the next one used.
+    assert await checks.check("s1", 1) == ("alice", False)
+
+    clock[0] += sessions.RECHECK_INTERVAL
+    # Past its life: waited for.
+    assert await checks.check("s1", 1) == ("alice", False)
+    assert len(trips) == 3
+
+
+async def test_one_permission_check_per_user_in_a_trip(make_user, monkeypatch):
+    alice = await database_sync_to_async(make_user)("view")
+    keys = []
+    for _ in range(3):
+        client = await logged_in(alice)
+        keys.append((client.cookies["sessionid"].value, alice.pk))
+    checked = []
+    can = sessions.services.can
+    monkeypatch.setattr(
+        sessions.services,
+        "can",
+        lambda user, action: checked.append(user.pk) or can(user, action),
+    )
+
+    answers = await sessions._standings(keys)
+
+    assert [answers[key][1] for key in keys] == [True, True, True]
+    assert checked == [alice.pk]
+
+
 async def test_a_recheck_reads_the_session_as_django_does(make_user):
     alice = await database_sync_to_async(make_user)("view")
     client = await logged_in(alice)
