@@ -1,7 +1,11 @@
-"""The attack that took daphne from 130 MB to 591 MB: a view-only client that
+"""Socket abuse against a real daphne, through raw sockets and a plain
+websocket client.
+
+The attack that took daphne from 130 MB to 591 MB: a view-only client that
 never reads, sending 200 `resync` frames a second on a run with a large
-snapshot. Now it is disconnected and the server's memory stays put (real
-daphne, a raw socket that never reads)."""
+snapshot. Now it is disconnected and the server's memory stays put. Frames
+too large: answered `too_large` up to the limit daphne is started with,
+closed with 1009 and a reason beyond it, never dropped without a word."""
 
 from __future__ import annotations
 
@@ -13,9 +17,14 @@ import struct
 import time
 
 import pytest
+import websockets.exceptions
+import websockets.sync.client
 from django.test import Client
+from websockets.frames import Close
+from websockets.sync.client import ClientConnection
 
 from executions import services
+from executions.flow import SERVER_MESSAGE_LIMIT
 from executions.models import Source
 
 pytestmark = pytest.mark.e2e
@@ -91,3 +100,84 @@ def test_a_resync_flood_that_never_reads_is_cut_off_and_costs_nothing(
     assert cut_off or "WSDISCONNECT" in daphne.log.read_text()
     assert grown < GROWTH_LIMIT, f"daphne grew by {grown / 2**20:.0f} MiB"
     assert daphne.process.poll() is None
+
+
+# -- frames too large: answered while daphne can hold them, closed with 1009
+# beyond (never a bare TCP drop, which a browser reports as 1006)
+
+MIB = 1024 * 1024
+
+
+def connect(port: int, path: str, cookie: str) -> ClientConnection:
+    return websockets.sync.client.connect(
+        f"ws://127.0.0.1:{port}{path}",
+        origin=f"http://127.0.0.1:{port}",
+        additional_headers={"Cookie": f"sessionid={cookie}"},
+        compression=None,
+        proxy=None,
+        max_size=None,
+    )
+
+
+def next_of(socket_: ClientConnection, kind: str) -> dict:
+    """The next message of type `kind`, past the run's own events."""
+    while True:
+        message = json.loads(socket_.recv(timeout=30))
+        if message["type"] == kind:
+            return message
+
+
+def close_after(socket_: ClientConnection, text: str) -> Close | None:
+    """The close frame the server answers `text` with (None: the connection
+    was dropped without one)."""
+    try:
+        # The close may come while the frame is still being sent.
+        socket_.send(text)
+        while True:  # past the run's own events; each wait is bounded
+            socket_.recv(timeout=30)
+    except websockets.exceptions.ConnectionClosed as closed:
+        return closed.rcvd
+
+
+def test_a_frame_over_daphnes_default_limit_is_answered_too_large(daphne, make_user):
+    client = Client()
+    client.force_login(make_user("view"))
+    run = services.start_execution(
+        "demo.steps", {}, source=Source.CLI, dispatch=False
+    ).execution
+    port = int(daphne.url.rsplit(":", 1)[1])
+    path = f"/ws/executions/{run.id}/"
+    cookie = client.cookies["sessionid"].value
+
+    with connect(port, path, cookie) as socket_:
+        next_of(socket_, "snapshot")
+        codes = []
+        for size in (MIB + 1, 3 * MIB):
+            socket_.send("x" * size)
+            codes.append(next_of(socket_, "error")["code"])
+        socket_.send(json.dumps({"type": "ping"}))
+        next_of(socket_, "pong")
+
+    assert codes == ["too_large", "too_large"]
+
+
+def test_a_frame_over_the_servers_limit_is_closed_with_1009(daphne, make_user):
+    client = Client()
+    client.force_login(make_user("view"))
+    run = services.start_execution(
+        "demo.steps", {}, source=Source.CLI, dispatch=False
+    ).execution
+    port = int(daphne.url.rsplit(":", 1)[1])
+    path = f"/ws/executions/{run.id}/"
+    cookie = client.cookies["sessionid"].value
+
+    with connect(port, path, cookie) as socket_:
+        next_of(socket_, "snapshot")
+        close = close_after(socket_, "x" * (SERVER_MESSAGE_LIMIT + 1))
+    with connect(port, path, cookie) as again:
+        snapshot = json.loads(again.recv(timeout=30))  # the first message
+
+    assert close is not None, "dropped without a close frame (1006)"
+    assert close.code == 1009
+    assert "exceeds payload limit" in close.reason
+    assert snapshot["type"] == "snapshot"
