@@ -5,9 +5,10 @@ daphne writes whatever a consumer sends into the connection's Twisted
 transport, which buffers without limit when the client does not read. The
 transport says when its buffer passes its high-water mark (64 KiB) and when
 it has drained, through Twisted's push-producer interface (`pauseProducing`,
-`resumeProducing`); `Outbox` registers for those calls and counts the bytes
-sent while the transport is paused, so the consumer can disconnect a client
-before the server holds more than `limit` for it.
+`resumeProducing`) to its one registered producer; `Outbox` becomes that
+producer and counts the bytes sent while the transport is paused, so the
+consumer can disconnect a client before the server holds more than `limit`
+for it.
 
 daphne puts nothing of its connection in the ASGI scope, so both reach it
 through the ASGI `send` it hands the application (`daphne_connection`).
@@ -85,13 +86,27 @@ class Outbox:
         self.limit = limit
         self.paused = False
         self.held = 0
+        self.previous: Any = None
+        self.tracking = connection is not None and self._register(
+            getattr(connection, "transport", None)
+        )
+
+    def _register(self, transport: Any) -> bool:
+        """Become the transport's producer. A transport has one producer,
+        and daphne's upgrade leaves the HTTP channel that read the handshake
+        registered there (Twisted's HTTPChannel registers itself for the
+        life of the connection), so registering beside it fails: take its
+        place and pass its calls on, so what it does stays as it was."""
         try:
-            if connection is not None:
-                connection.registerProducer(self, True)
+            previous = transport.producer
+            if previous is not None:
+                transport.unregisterProducer()
+            transport.registerProducer(self, True)
         except (AttributeError, RuntimeError):
-            # No transport yet, or another producer already registered.
-            connection = None
-        self.tracking = connection is not None
+            # No transport, or not one of Twisted's file descriptors.
+            return False
+        self.previous = previous
+        return True
 
     def fits(self, size: int) -> bool:
         """Whether `size` more bytes keep what is held within the limit."""
@@ -105,14 +120,20 @@ class Outbox:
 
     def pauseProducing(self) -> None:
         self.paused = True
+        if self.previous is not None:
+            self.previous.pauseProducing()
 
     def resumeProducing(self) -> None:
         # The transport calls this once its buffer is empty.
         self.paused = False
         self.held = 0
+        if self.previous is not None:
+            self.previous.resumeProducing()
 
     def stopProducing(self) -> None:
         self.paused = True
+        if self.previous is not None:
+            self.previous.stopProducing()
 
 
 class TokenBucket:
