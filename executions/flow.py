@@ -21,9 +21,12 @@ dropped without a close frame).
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 import time
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 #: The largest client message daphne is started with
 #: (`--websocket-max-message-size`, and the same for one frame). Up to it a
@@ -76,6 +79,18 @@ def close_frames_on_failure(connection: Any) -> None:
         connection.failByDrop = False
 
 
+@functools.cache
+def _cannot_track(reason: str) -> None:
+    """Say once per process and reason that daphne's connections are not
+    bounded: this failed silently once, for every socket."""
+    logger.warning(
+        "Websockets: cannot bound what the server holds for a client that does "
+        "not read (%s). A daphne, Twisted or channels upgrade may have changed "
+        "the connection; see executions/flow.py.",
+        reason,
+    )
+
+
 class Outbox:
     """Bytes sent to one client that it has not taken yet (beyond what the
     transport holds before it pushes back). `tracking` is False where the
@@ -102,8 +117,8 @@ class Outbox:
             if previous is not None:
                 transport.unregisterProducer()
             transport.registerProducer(self, True)
-        except (AttributeError, RuntimeError):
-            # No transport, or not one of Twisted's file descriptors.
+        except (AttributeError, RuntimeError) as error:
+            _cannot_track(repr(error))
             return False
         self.previous = previous
         return True
