@@ -120,6 +120,9 @@ def connect(port: int, path: str, cookie: str) -> ClientConnection:
         compression=None,
         proxy=None,
         max_size=None,
+        # Take in whatever comes, however slow the test is to look at it:
+        # a watcher that reads must not itself look like one that does not.
+        max_queue=None,
     )
 
 
