@@ -29,7 +29,8 @@ from .sessions import session_tag, user_group
 logger = logging.getLogger(__name__)
 
 # Close codes: the application's (4000-4999) echo HTTP's; 1013 is the
-# protocol's "try again later".
+# protocol's "try again later". 1009 ("message too big") is autobahn's, for a
+# message over flow.SERVER_MESSAGE_LIMIT, which never reaches the consumer.
 CLOSE_SLOW_CLIENT = 4008  # the server would hold more than OUTBOX_LIMIT
 CLOSE_LOGGED_OUT = 4401  # the session ended: logout, password change
 CLOSE_FORBIDDEN = 4403
