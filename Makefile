@@ -36,7 +36,10 @@ run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
 	@echo "Serving on http://$(HOST):$(PORT)/executions/ (Ctrl-C stops)"
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) peace_site.asgi:application
+	# 4 MiB: executions.flow.SERVER_MESSAGE_LIMIT (docs/install.md)
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) \
+		--websocket-max-message-size=4194304 --websocket-max-frame-size=4194304 \
+		peace_site.asgi:application
 
 # Distributed mode on one machine: redis-server, a Celery worker, daphne, on
 # DATABASE_URL (SQLite by default; POSTGRES=1: a throwaway PostgreSQL).

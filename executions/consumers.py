@@ -22,7 +22,7 @@ from django.conf import settings
 
 from . import errors, services, sessions
 from .errors import ServiceError
-from .flow import Outbox, TokenBucket
+from .flow import Outbox, TokenBucket, close_frames_on_failure, daphne_connection
 from .models import Source
 from .runtime.groups import LIST_GROUP, watch_group
 from .sessions import session_tag, user_group
@@ -30,7 +30,8 @@ from .sessions import session_tag, user_group
 logger = logging.getLogger(__name__)
 
 # Close codes: the application's (4000-4999) echo HTTP's; 1013 is the
-# protocol's "try again later".
+# protocol's "try again later". 1009 ("message too big") is autobahn's, for a
+# message over flow.SERVER_MESSAGE_LIMIT, which never reaches the consumer.
 CLOSE_SLOW_CLIENT = 4008  # the server would hold more than OUTBOX_LIMIT
 CLOSE_LOGGED_OUT = 4401  # the session ended: logout, password change
 CLOSE_FORBIDDEN = 4403
@@ -181,7 +182,9 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         user = self.scope["user"]
-        self.outbox = Outbox(self.base_send, limit=OUTBOX_LIMIT)
+        connection = daphne_connection(self.base_send)
+        self.outbox = Outbox(connection, limit=OUTBOX_LIMIT)
+        close_frames_on_failure(connection)
         try:
             group = await self.authorize(user)
         except errors.REFUSALS as exc:
@@ -339,9 +342,10 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
             if text_data is None:
                 raise ClientError("bad_json", "Send JSON in text frames.")
             # The API's limit: a client message is a few dozen bytes, and
-            # daphne alone would let a 1 MiB one through to be decoded.
+            # daphne lets one up to flow.SERVER_MESSAGE_LIMIT through to be
+            # decoded (beyond it, it closes with 1009).
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-            if len(text_data) > limit:
+            if limit is not None and len(text_data) > limit:
                 raise ClientError(
                     "too_large", f"The message is over {limit} characters."
                 )

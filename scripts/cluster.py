@@ -27,6 +27,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
+# executions.flow.DAPHNE_ARGS (this script runs without the project on its path).
+DAPHNE_ARGS = [
+    "--websocket-max-message-size=4194304",
+    "--websocket-max-frame-size=4194304",
+]
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
@@ -114,6 +119,7 @@ def main() -> int:
         daphne = start(
             "daphne",
             [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(options.port)]
+            + DAPHNE_ARGS
             + ["peace_site.asgi:application"],
         )
         wait_for_port(options.port, daphne)

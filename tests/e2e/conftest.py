@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from executions.flow import DAPHNE_ARGS
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -96,6 +98,7 @@ class Daphne:
                     "127.0.0.1",
                     "-p",
                     port,
+                    *DAPHNE_ARGS,
                     "peace_site.asgi:application",
                 ],
                 cwd=ROOT,

@@ -24,6 +24,7 @@ from typing import Any
 import redis
 from websockets.sync.client import ClientConnection, connect
 
+from executions.flow import DAPHNE_ARGS
 from executions.models import TERMINAL
 from executions.runtime import groups
 from tests.processes import Process
@@ -157,7 +158,7 @@ class Cluster:
         port = free_port()
         server = Daphne(
             self.spawn(
-                [str(DAPHNE), "-b", "127.0.0.1", "-p", str(port)]
+                [str(DAPHNE), "-b", "127.0.0.1", "-p", str(port), *DAPHNE_ARGS]
                 + ["peace_site.asgi:application"],
                 overrides,
             ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import time
@@ -65,3 +66,20 @@ def segfault():
 @segfault.step(title="Read address 0")
 def read_null(ctx) -> None:
     ctypes.string_at(0)
+
+
+@command("faulty.chatty", title="Log long lines as fast as it may")
+def chatty(seconds: Seconds = 60.0, chars: Annotated[int, Between(1, 4000)] = 4000):
+    """An async step that prints lines of `chars` characters faster than the
+    log rate lets through, so its watchers get megabytes a second."""
+
+
+@chatty.step(title="Chatter")
+async def chatter(ctx) -> None:
+    line = "x" * ctx.params.chars
+    deadline = time.monotonic() + ctx.params.seconds
+    while time.monotonic() < deadline:
+        ctx.checkpoint()
+        for _ in range(20):
+            print(line)
+        await asyncio.sleep(0.01)
