@@ -37,6 +37,7 @@ SNAPSHOT_PREFIX = "peace-bench-tree-"
 SCENARIOS = (
     "interrupts",
     "peers",
+    "engines",
     "progress",
     "fanout",
     "scale",
