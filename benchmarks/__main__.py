@@ -43,6 +43,7 @@ SCENARIOS = (
     "scale",
     "runtime",
     "layers",
+    "logflood",
 )
 
 
