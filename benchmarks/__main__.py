@@ -44,6 +44,7 @@ SCENARIOS = (
     "runtime",
     "layers",
     "logflood",
+    "terminal",
 )
 
 
