@@ -30,6 +30,8 @@ Via = Annotated[str, "ctx (ctx.log) or logging (a logging logger)"]
 #: The flood's batch: `rate / 100` lines every 10 ms.
 BATCH_SECONDS = 0.01
 flood_logger = logging.getLogger("benchmarks.flood")
+#: Its info lines pass whatever the root logger's level (WARNING by default).
+flood_logger.setLevel(logging.INFO)
 
 
 def _block(ctx) -> None:

@@ -18,8 +18,10 @@ For SECONDS:
   `log_dropped`: the source's rate cap, EXECUTIONS_LOG_RATE / _BURST, and the
   per-execution limit), and log lines its watcher received.
 
-The same again with the same step quiet (rate=0): the floor. Rounds
-alternate (quiet, flood, quiet, flood...) so both see the same neighbours.
+The same again with the lines written through a `logging` logger (as a
+library's would be: the step's capture handler formats each record), and
+with the same step quiet (rate=0): the floor. Rounds alternate (quiet,
+ctx.log, logging, quiet...) so all see the same neighbours.
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ RATE = 100_000
 #: The other run: one step of 100 ticks a second, for as long as needed.
 WATCHED = {"count": 1, "seconds": 600, "ticks": 60000}
 QUIET, FLOODING = "quiet (rate=0, floor)", f"flooding ({RATE:,} lines/s)"
+FLOODING_LOGGING = f"flooding through logging ({RATE:,} lines/s)"
+#: Each condition: the flooding step's params.
+CONDITIONS = {
+    QUIET: {"rate": 0},
+    FLOODING: {"rate": RATE},
+    FLOODING_LOGGING: {"rate": RATE, "via": "logging"},
+}
 EVENTS = "progress event of another run → its watcher"
 FINISHED = "interrupt (API) → the run's watcher sees finished"
 MIB = 1024 * 1024
@@ -81,8 +90,8 @@ def _finished_at(received: list[tuple[float, str]]) -> tuple[float | None, int]:
     return finished, lines
 
 
-async def one_round(server: Site, rate: int, seconds: float) -> dict:
-    flood = await server.start_joined({"rate": rate, "seconds": 3600}, FLOOD)
+async def one_round(server: Site, params: dict, seconds: float) -> dict:
+    flood = await server.start_joined({**params, "seconds": 3600}, FLOOD)
     flood_pid = server.collector.wait("running", flood)["pid"]
     watched = await server.start_joined(WATCHED)
     flood_watch, watch = Watchers(), Watchers()
@@ -129,13 +138,13 @@ async def one_round(server: Site, rate: int, seconds: float) -> dict:
 async def run(context: Context) -> None:
     seconds = 3.0 if context.quick else 10.0
     rounds = context.samples(3, 1)
-    found: dict[str, list[dict]] = {QUIET: [], FLOODING: []}
+    found: dict[str, list[dict]] = {name: [] for name in CONDITIONS}
     async with site(context, "logflood", sends=True) as server:
         key = await server.start_joined(LONG_STEP)
         await server.stop(key)
         for _ in range(rounds):
-            for name, rate in ((QUIET, 0), (FLOODING, RATE)):
-                found[name].append(await one_round(server, rate, seconds))
+            for name, params in CONDITIONS.items():
+                found[name].append(await one_round(server, params, seconds))
         rate_cap = server.env.get("EXECUTIONS_LOG_RATE", "1000 (default)")
         burst = server.env.get("EXECUTIONS_LOG_BURST", "2000 (default)")
     rows, floors, facts = [], {}, {}
@@ -151,7 +160,8 @@ async def run(context: Context) -> None:
         facts[name]["missing"] = sum(r["missing"] for r in results)
         facts[name]["rss_max"] = max(r["rss"] for r in results)
     for what in (EVENTS, FINISHED):
-        floors[f"{FLOODING}: {what}"] = f"{QUIET}: {what}"
+        for name in (FLOODING, FLOODING_LOGGING):
+            floors[f"{name}: {what}"] = f"{QUIET}: {what}"
     context.results["logflood"] = {
         "rows": rows,
         "floors": floors,
@@ -163,11 +173,13 @@ async def run(context: Context) -> None:
     }
 
 
-def _p50_ratio(section: dict, what: str) -> tuple[float, float, float] | None:
+def _p50_ratio(
+    section: dict, what: str, name: str = FLOODING
+) -> tuple[float, float, float] | None:
     from benchmarks.support import summary
 
     rows = dict(section["rows"])
-    ours, base = rows.get(f"{FLOODING}: {what}"), rows.get(f"{QUIET}: {what}")
+    ours, base = rows.get(f"{name}: {what}"), rows.get(f"{QUIET}: {what}")
     if not ours or not base:
         return None
     ours_p50, base_p50 = summary(ours)["p50"], summary(base)["p50"]
@@ -176,28 +188,35 @@ def _p50_ratio(section: dict, what: str) -> tuple[float, float, float] | None:
 
 def targets(section: dict) -> list[tuple[str, str, str, bool | None]]:
     found = []
-    for what in (EVENTS, FINISHED):
-        ratio = _p50_ratio(section, what)
+    for name, what in [
+        (n, w) for n in (FLOODING, FLOODING_LOGGING) for w in (EVENTS, FINISHED)
+    ]:
+        ratio = _p50_ratio(section, what, name)
         if ratio:
             found.append(
                 (
-                    f"log flood ({section['rate']:,} lines/s): {what}, p50 "
-                    "logs / no logs",
+                    f"log flood, {name}: {what}, p50 logs / no logs",
                     f"{ratio[2]:.2f}× ({ratio[0]:.1f} vs {ratio[1]:.1f} ms)",
                     "≤ 1.2× (the log costs others nothing noticeable)",
                     ratio[2] <= 1.2,
                 )
             )
-    flood, quiet = section["facts"][FLOODING], section["facts"][QUIET]
-    found.append(
-        (
-            "log flood: daphne's CPU and RSS, logs vs no logs",
-            f"CPU {flood['cpu_daphne']:.0f} % vs {quiet['cpu_daphne']:.0f} % of a "
-            f"core; RSS {flood['rss_max']:.0f} vs {quiet['rss_max']:.0f} MiB",
-            "no number set",
-            None,
+    quiet = section["facts"][QUIET]
+    for name in (FLOODING, FLOODING_LOGGING):
+        flood = section["facts"].get(name)
+        if flood is None:
+            continue
+        found.append(
+            (
+                f"log flood, {name}: CPU (execution process, daphne) and "
+                "daphne's RSS, logs vs no logs",
+                f"run {flood['cpu_run']:.0f} % vs {quiet['cpu_run']:.0f} %, daphne "
+                f"{flood['cpu_daphne']:.0f} % vs {quiet['cpu_daphne']:.0f} % of a "
+                f"core; RSS {flood['rss_max']:.0f} vs {quiet['rss_max']:.0f} MiB",
+                "no number set",
+                None,
+            )
         )
-    )
     return found
 
 
