@@ -76,7 +76,8 @@ ROW_ORDER = (START,) + tuple(
     for name in (SERIES[door][0], RELAYED[door], SERIES[door][1])
 )
 #: graphile-worker's published enqueue → start over PostgreSQL LISTEN/NOTIFY
-#: (its README, "Performance"): the mark for a database queue; not measured.
+#: (the figure issue 13 quotes; its early READMEs said ~2 ms): the mark for a
+#: database queue; not measured here.
 GRAPHILE_MS = 4.0
 
 
