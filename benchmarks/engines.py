@@ -307,8 +307,8 @@ def targets(section: dict) -> list[tuple[str, str, str, bool | None]]:
                     f"{engine}: graceful {door} interrupt vs Celery forced kill, "
                     "p50 (signal; row terminal vs process gone)",
                     f"{signalled:.1f} vs {kill:.1f} ms; {final:.1f} vs {gone:.1f} ms",
-                    "signal no slower than 2× the kill",
-                    signalled <= 2 * kill,
+                    "signal no slower (the target of scenario 3)",
+                    signalled <= kill,
                 )
             )
     return found
