@@ -37,12 +37,15 @@ SNAPSHOT_PREFIX = "peace-bench-tree-"
 SCENARIOS = (
     "interrupts",
     "peers",
+    "engines",
     "progress",
     "fanout",
     "scale",
     "runtime",
     "layers",
     "crowd",
+    "logflood",
+    "terminal",
 )
 
 

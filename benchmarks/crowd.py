@@ -1,4 +1,4 @@
-"""Scenario 8 (issue 12): a crowd on one run, and a client that floods.
+"""Scenario 11 (issue 12): a crowd on one run, and a client that floods.
 
 **Fan-out to a crowd.** Daphne (in-memory layer, the embedded default)
 serves the product; 20 executions run in it throughout (`demo.steps`, one

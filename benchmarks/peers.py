@@ -31,14 +31,14 @@ import os
 import random
 import select
 import signal
-import subprocess
 import time
 
 from benchmarks.interrupts import FLOOR_PUBSUB, WARMUP, ms
-from benchmarks.stack import Context, desync, site
+from benchmarks.stack import Context
 from benchmarks.support import PYTHON, Processes
 
 CELERY_TERMINATE = "Celery revoke(terminate=True) → SIGTERM in task (forced)"
+CELERY_GONE = "Celery revoke(terminate=True) → pool process gone (forced)"
 CELERY_ABORT = "Celery AbortableTask abort() → task sees it (10 ms poll)"
 RQ_STOP = "RQ send_stop_job_command → work horse gone (forced)"
 OURS_SCRIPT = "ours: request_interrupt() in a process → signal (graceful)"
@@ -49,38 +49,15 @@ TASK_SECONDS = 600
 
 
 async def ours(context: Context, samples: int) -> tuple[list[float], list[float]]:
-    """(interrupt latencies, start latencies) through a worker over Redis."""
-    latencies, starts = [], []
-    async with site(context, "peers-ours", redis=True, workers=1) as server:
-        client = subprocess.Popen(
-            [PYTHON, "-m", "benchmarks.client"],
-            env=server.env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            index = 0
-            while index < samples + WARMUP:
-                key, posted, _ = await server.start_timed()
-                await server.wait("joined", key)
-                running = await server.wait("running", key)
-                await desync()
-                client.stdin.write(key + "\n")
-                client.stdin.flush()
-                sent = float(await asyncio.to_thread(client.stdout.readline))
-                signalled = await server.wait("signal", key)
-                await server.wait("done", key)
-                if signalled["t"] < sent:
-                    continue  # ended before it was asked (stack.unrequested)
-                index += 1
-                if index > WARMUP:
-                    latencies.append(ms(signalled["t"] - sent))
-                    starts.append(ms(running["started"] - posted))
-        finally:
-            client.stdin.close()
-            client.wait(timeout=30)
-    return latencies, starts
+    """(interrupt latencies, start latencies) through a worker over Redis,
+    from a long-lived Python client (`benchmarks/engines.py` measures the
+    same way for every engine)."""
+    from benchmarks import engines
+
+    series = await engines.measure(
+        context, "worker", samples, doors=("client",), name="peers-ours"
+    )
+    return series[engines.CLIENT_SIGNAL], series[engines.START]
 
 
 def _pause() -> None:
@@ -100,10 +77,11 @@ def _wait_gone(pid: int, timeout: float = 30) -> float | None:
         os.close(fd)
 
 
-def celery_terminate(context: Context, samples: int) -> list[float]:
+def celery_terminate(context: Context, samples: int) -> tuple[list[float], list[float]]:
+    """(ask → SIGTERM in the task, ask → its pool process gone), in ms."""
     from benchmarks import peer_tasks
 
-    latencies = []
+    latencies, gone = [], []
     with peer_tasks.app.connection_for_write() as connection:
         for index in range(samples + WARMUP):
             result = peer_tasks.killable.apply_async((TASK_SECONDS,))
@@ -114,10 +92,12 @@ def celery_terminate(context: Context, samples: int) -> list[float]:
                 result.id, terminate=True, connection=connection
             )
             signalled = context.collector.wait("signal", result.id, 30)
-            _wait_gone(started["pid"])
+            ended = _wait_gone(started["pid"])
             if index >= WARMUP:
                 latencies.append(ms(signalled["t"] - sent))
-    return latencies
+                if ended is not None:
+                    gone.append(ms(ended - sent))
+    return latencies, gone
 
 
 def celery_start(context: Context, samples: int) -> list[float]:
@@ -204,6 +184,51 @@ def rq_stop(context: Context, samples: int) -> tuple[list[float], int]:
     return latencies, lost
 
 
+def start_celery(context: Context, processes: Processes) -> None:
+    """The peers' Celery worker: a prefork pool of one, on the run's Redis."""
+    processes.start(
+        "celery",
+        [PYTHON, "-m", "celery", "-A", "benchmarks.peer_tasks", "worker"]
+        + ["--pool=prefork", "--concurrency=1", "--loglevel=WARNING"]
+        + ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+        + ["-n", "peace-bench@127.0.0.1"],
+        context.env(PEACE_BENCH_REDIS=context.redis_url),
+    )
+
+
+def start_rq(context: Context, processes: Processes) -> None:
+    processes.start(
+        "rq",
+        [PYTHON, "-m", "rq.cli", "worker", "--url", context.redis_url]
+        + ["--path", ".", "--logging_level", "WARNING", "peace-bench"],
+        context.env(PEACE_BENCH_REDIS=context.redis_url),
+    )
+
+
+async def measure_peers(context: Context, samples: int, *, abort: bool = True) -> dict:
+    """Celery's and RQ's stops and starts: {"stops": rows, "starts": rows,
+    "rq_lost": n}; Celery's cooperative abort() too when `abort`."""
+    os.environ["PEACE_BENCH_REDIS"] = context.redis_url
+    stops, starts = [], []
+    with Processes(context.scratch) as processes:
+        start_celery(context, processes)
+        signalled, gone = await asyncio.to_thread(celery_terminate, context, samples)
+        stops += [(CELERY_TERMINATE, signalled), (CELERY_GONE, gone)]
+        if abort:
+            stops.append(
+                (CELERY_ABORT, await asyncio.to_thread(celery_abort, context, samples))
+            )
+        starts.append(
+            (CELERY_START, await asyncio.to_thread(celery_start, context, samples))
+        )
+        processes.stop_all()
+        start_rq(context, processes)
+        latencies, lost = await asyncio.to_thread(rq_stop, context, samples)
+        stops.append((RQ_STOP, latencies))
+        starts.append((RQ_START, await asyncio.to_thread(rq_start, context, samples)))
+    return {"stops": stops, "starts": starts, "rq_lost": lost}
+
+
 async def run(context: Context) -> None:
     samples = context.samples(200, 15)
     os.environ["PEACE_BENCH_REDIS"] = context.redis_url
@@ -220,39 +245,12 @@ async def run(context: Context) -> None:
     for name, series in earlier:
         if name.startswith(("API POST", "websocket message")):
             rows.append((f"ours: {name}", series))
-
-    env = context.env(PEACE_BENCH_REDIS=context.redis_url)
-    with Processes(context.scratch) as processes:
-        processes.start(
-            "celery",
-            [PYTHON, "-m", "celery", "-A", "benchmarks.peer_tasks", "worker"]
-            + ["--pool=prefork", "--concurrency=1", "--loglevel=WARNING"]
-            + ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-            + ["-n", "peace-bench@127.0.0.1"],
-            env,
-        )
-        rows.append(
-            (
-                CELERY_TERMINATE,
-                await asyncio.to_thread(celery_terminate, context, samples),
-            )
-        )
-        rows.append(
-            (CELERY_ABORT, await asyncio.to_thread(celery_abort, context, samples))
-        )
-        starts = [
-            (CELERY_START, await asyncio.to_thread(celery_start, context, samples))
-        ]
-        processes.stop_all()
-        processes.start(
-            "rq",
-            [PYTHON, "-m", "rq.cli", "worker", "--url", context.redis_url]
-            + ["--path", ".", "--logging_level", "WARNING", "peace-bench"],
-            env,
-        )
-        latencies, lost = await asyncio.to_thread(rq_stop, context, samples)
-        rows.append((RQ_STOP, latencies))
-        starts.append((RQ_START, await asyncio.to_thread(rq_start, context, samples)))
-    starts.append((OURS_START, start_latencies))
-    context.results["peers"] = {"rows": rows, "floor": FLOOR_PUBSUB, "rq_lost": lost}
+    found = await measure_peers(context, samples)
+    rows += found["stops"]
+    starts = [*found["starts"], (OURS_START, start_latencies)]
+    context.results["peers"] = {
+        "rows": rows,
+        "floor": FLOOR_PUBSUB,
+        "rq_lost": found["rq_lost"],
+    }
     context.results["starts"] = {"rows": starts}

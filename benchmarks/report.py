@@ -25,7 +25,7 @@ TITLES = {
     "scale": "6. Scale: concurrent executions in one server",
     "runtime": "7. The runtime: execution processes under the server (issue 9)",
     "layers": "Channel layers (benchmarks/layers.py)",
-    "crowd": "8. A crowd on one run, and a resync flood (issue 12)",
+    "crowd": "11. A crowd on one run, and a resync flood (issue 12)",
 }
 ORDER = tuple(TITLES)
 
@@ -121,6 +121,7 @@ def sections(results: dict) -> str:
                 + "."
             )
         parts.append("")
+    parts.append(issue13_sections(results))
     return "\n".join(parts)
 
 
@@ -258,6 +259,7 @@ def targets(results: dict) -> str:
         )
     lines += runtime_targets(results)
     lines += crowd_targets(results)
+    lines += issue13_targets(results)
     return "\n".join(lines)
 
 
@@ -425,6 +427,46 @@ def runtime_targets(results: dict) -> list[str]:
                 not regressed,
             )
         )
+    return lines
+
+
+#: Issue 13's scenarios: (result key, title, module name) in report order.
+ISSUE13 = (
+    ("engines", "8. Engines: start and interrupt, next to Celery and RQ", "engines"),
+    ("logflood", "9. Log flood: a step logging 100,000 lines/s", "logflood"),
+    ("terminal", "10. Terminal: manage.py execute start-up and exit", "terminal"),
+)
+
+
+def issue13_sections(results: dict) -> str:
+    """The sections of issue 13's scenarios (benchmarks/engines.py,
+    logflood.py, terminal.py): each module's own tables and text."""
+    import importlib
+
+    parts = []
+    for key, title, module in ISSUE13:
+        section = results.get(key)
+        if section is None:
+            continue
+        found = importlib.import_module(f"benchmarks.{module}")
+        parts += [f"### {title}\n", found.section_markdown(section), ""]
+    return "\n".join(parts)
+
+
+def issue13_targets(results: dict) -> list[str]:
+    import importlib
+
+    lines = []
+    for key, _, module in ISSUE13:
+        section = results.get(key)
+        if section is None:
+            continue
+        found = importlib.import_module(f"benchmarks.{module}")
+        for label, value, target, met in found.targets(section):
+            if met is None:
+                lines.append(f"| {label} | {value} | {target} | a mark, no target |")
+            else:
+                lines.append(_check(label, value, target, met))
     return lines
 
 
