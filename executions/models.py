@@ -9,6 +9,7 @@ never turn a terminal state into another one.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -288,6 +289,7 @@ class Execution(models.Model):
         by_name: str = "",
         force: bool = False,
         reason: str = "",
+        recorded: Callable[[Execution], object] | None = None,
     ) -> Execution | None:
         """The common case of `record_interrupt` without reading the row
         first: running with no request yet → interrupting, in one
@@ -295,7 +297,11 @@ class Execution(models.Model):
         it now stands, its audit record kept and shown (no query for
         either); None, having changed nothing, for any other row or none, or
         on a database without UPDATE ... RETURNING: then read the row and
-        call `record_interrupt`, which knows every other case."""
+        call `record_interrupt`, which knows every other case.
+
+        `recorded(execution)` is called as soon as the row holds the request,
+        before its audit record is written: the push to the supervisor needs
+        the row, not the audit."""
         using = router.db_for_write(cls)
         connection = connections[using]
         if connection.vendor not in ("sqlite", "postgresql") or not (
@@ -319,6 +325,8 @@ class Execution(models.Model):
         if not rows:
             return None
         execution = rows[0]
+        if recorded is not None:
+            recorded(execution)
         audit = _audit(execution, request)
         # No request was on the row (the UPDATE's condition), and every
         # request comes with the row's own fields: this is its only one.

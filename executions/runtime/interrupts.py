@@ -46,9 +46,11 @@ def record_running(
 ) -> Execution | None:
     """The common case, without reading the row first: a running execution
     with no request yet is asked to stop (`requested`), durably, then pushed
-    and told, as `record` does. Returns it as the row now stands; None,
-    having changed and sent nothing, for anything else: read the row and
-    call `record`."""
+    and told, as `record` does. The push goes as soon as the row holds the
+    request, ahead of the audit record; the watchers hear after that, since
+    what they are shown lists it. Returns the execution as the row now
+    stands; None, having changed and sent nothing, for anything else: read
+    the row and call `record`."""
     execution = Execution.record_interrupt_of_running(
         execution_id,
         source=source,
@@ -56,8 +58,10 @@ def record_running(
         by_name=by_name,
         force=force,
         reason=reason,
+        recorded=lambda execution: broadcast.interrupt_on_commit(
+            execution.id, force=execution.interrupt_force
+        ),
     )
     if execution is not None:
-        broadcast.interrupt_on_commit(execution.id, force=execution.interrupt_force)
         broadcast.status_changed_on_commit(execution.snapshot(), groups.STATUS)
     return execution
