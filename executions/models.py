@@ -309,22 +309,20 @@ class Execution(models.Model):
         ):
             return None
         request = _interrupt_request(source, user, by_name, force, reason)
-        rows = list(
-            cls.objects.raw(
-                *_update_returning(
-                    connection,
-                    cls._meta,
-                    pk,
-                    # What _record's running → interrupting writes.
-                    {"status": Status.INTERRUPTING, **request},
-                    where_status=Status.RUNNING,
-                ),
-                using=using,
-            )
+        sql, params = _update_returning(
+            connection,
+            cls._meta,
+            pk,
+            # What _record's running → interrupting writes.
+            {"status": Status.INTERRUPTING, **request},
+            where_status=Status.RUNNING,
         )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()  # all: SQLite ends the statement there
         if not rows:
             return None
-        execution = rows[0]
+        execution = _from_row(cls, connection, rows[0])
         if recorded is not None:
             recorded(execution)
         audit = _audit(execution, request)
@@ -571,7 +569,7 @@ def _update_returning(
     """`UPDATE <table> SET <changes> WHERE pk = ? AND status = ? AND no
     interrupt was requested RETURNING <every column>`, and its parameters,
     built from the model's meta. Django 5.2's `update()` returns a count
-    only; this returns the row, for `raw()` to make an instance of."""
+    only; this returns the row, for `_from_row` to make an instance of."""
     quote = connection.ops.quote_name
     assignments, params = [], []
     for name, value in changes.items():
@@ -593,6 +591,22 @@ def _update_returning(
         f"AND {quote(requested_at.column)} IS NULL RETURNING {returning}"
     )
     return sql, params
+
+
+def _from_row(model, connection, row) -> models.Model:
+    """An instance from a row of every concrete column in order, each value
+    converted as the ORM converts what it reads (`SQLCompiler.
+    apply_converters`): JSON decoded, SQLite's text made datetimes and UUIDs.
+    (`raw()` does the same, at twice the cost.)"""
+    fields = model._meta.concrete_fields
+    values = []
+    for field, value in zip(fields, row, strict=True):
+        column = field.get_col(model._meta.db_table)
+        converters = connection.ops.get_db_converters(column)
+        for converter in converters + column.get_db_converters(connection):
+            value = converter(value, column, connection)
+        values.append(value)
+    return model.from_db(connection.alias, [field.attname for field in fields], values)
 
 
 def _iso(moment) -> str | None:
