@@ -3,8 +3,10 @@ application with the probes installed and the benchmarks' own commands
 (`benchmarks/bench_cmds.py`) registered, plus a bare Channels consumer as the
 floor for fan-out (`/ws/bench/watch/` joins one group and forwards its events;
 `/ws/bench/send/` stamps each message it receives and sends it to the group),
-and a bare ASGI HTTP answer (`/bench/ping/`, 204, no Django) as the floor of
-an HTTP request to daphne.
+a bare ASGI HTTP answer (`/bench/ping/`, 204, no Django) as the floor of
+an HTTP request to daphne, and a bare Django view (`/bench/update/<id>/`) as
+the floor of the API's interrupt door: a logged-in session's POST, CSRF
+checked as the API's are, that does one UPDATE of the row and answers 202.
 
     daphne -b 127.0.0.1 -p PORT benchmarks.asgi:application
 """
@@ -20,8 +22,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "peace_site.settings")
 from peace_site.asgi import application as peace_application  # noqa: I001
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import include, path
+from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from benchmarks import bench_cmds, probe
+from executions.models import Execution
 
 bench_cmds.register()
 probe.install()
@@ -56,6 +64,26 @@ class BareSender(AsyncJsonWebsocketConsumer):
             {"type": "bench.event", "sent": time.time(), "step": content["step"]},
         )
 
+
+@require_POST
+def update_floor(request: HttpRequest, execution_id) -> HttpResponse:
+    """What the API's interrupt door cannot do without: the session, the
+    user, the CSRF check (middleware, as for the API) and one UPDATE."""
+    if not request.user.is_authenticated:
+        return JsonResponse({"error": "not_authenticated"}, status=403)
+    updated = Execution.objects.filter(pk=execution_id).update(
+        heartbeat_at=timezone.now()
+    )
+    return JsonResponse({"updated": updated}, status=202)
+
+
+#: The product's URLs and the floor's, in this server only.
+if __name__ != settings.ROOT_URLCONF:
+    urlpatterns = [
+        path("bench/update/<uuid:execution_id>/", update_floor),
+        path("", include(settings.ROOT_URLCONF)),
+    ]
+    settings.ROOT_URLCONF = __name__
 
 _watcher = BareWatcher.as_asgi()
 _sender = BareSender.as_asgi()

@@ -43,6 +43,8 @@ CLI_FLOOR = "manage.py interrupt UNKNOWN-ID: spawn → exit"
 IDLE_SERVER = "Redis: API → watcher sees, quiet server (no list page)"
 HOP = "websocket door, of which: supervisor → execution process → signal"
 PING = "HTTP GET round trip, bare ASGI on daphne (reference)"
+#: The floor of the API door (issue 13): what it cannot do without.
+API_FLOOR = "bare Django POST, logged in, CSRF, one UPDATE: its 202 back (floor)"
 DJANGO_404 = "HTTP GET round trip, a Django 404 (reference)"
 
 
@@ -228,6 +230,29 @@ async def cli_floor(site: Site, samples: int) -> list[float]:
     return latencies
 
 
+async def update_floor(site: Site, samples: int) -> list[float]:
+    """The API door's floor: the logged-in session's POST, with its CSRF
+    token, to a view of the benchmark's own (`benchmarks/asgi.py`) that does
+    one UPDATE of an execution's row; sent → its 202 back."""
+    key = await site.start_joined()
+    await site.stop(key)
+    path = f"/bench/update/{uuid.UUID(key)}/"
+
+    def call() -> list[float]:
+        latencies = []
+        for index in range(samples + WARMUP):
+            sent = time.time()
+            status, body = site.http.post_json(path, {})
+            replied = time.time()
+            if status != 202 or body.get("updated") != 1:
+                raise RuntimeError(f"the floor's POST answered {status} {body}")
+            if index >= WARMUP:
+                latencies.append(ms(replied - sent))
+        return latencies
+
+    return await asyncio.to_thread(call)
+
+
 async def round_trips(site: Site, path: str, samples: int) -> list[float]:
     """HTTP GET round trips over the session's keep-alive connection."""
 
@@ -287,6 +312,9 @@ async def run(context: Context) -> None:
             stopped_rows.append(
                 (f"in-process: {name} → watcher sees", series["stopped"])
             )
+            if door is door_api:
+                # Right after the door it is the floor of, same neighbours.
+                memory_rows.append((API_FLOOR, await update_floor(server, samples)))
             if "reply" in series and door is not door_cli:
                 memory_rows.append(
                     (f"{name}: its response back (reference)", series["reply"])

@@ -152,6 +152,29 @@ def targets(results: dict) -> str:
                     stat["p50"] <= 3 and stat["p99"] <= 10,
                 )
             )
+    # Issue 13: the doors on the shortest path.
+    api, floor = memory.get("API POST → signal set"), memory.get(interrupts.API_FLOOR)
+    if api and floor:
+        ratio = api["p50"] / floor["p50"]
+        lines.append(
+            _check(
+                "API door → signal set vs a bare Django POST doing one UPDATE",
+                f"p50 {ratio:.2f}× ({api['p50']:.1f} vs {floor['p50']:.1f} ms), "
+                f"p99 {api['p99'] / floor['p99']:.2f}×",
+                "p50 ≤ 1.1×",
+                ratio <= 1.1,
+            )
+        )
+    stat = memory.get("websocket message → signal set")
+    if stat:
+        lines.append(
+            _check(
+                "websocket door → signal set (in-process), p50",
+                f"{stat['p50']:.2f} ms",
+                "≤ 2 ms",
+                stat["p50"] <= 2,
+            )
+        )
     celery = _rows(results, "peers").get(peers.CELERY_TERMINATE)
     for door in ("API POST", "websocket message", "admin action"):
         stat = redis.get(f"{door} → signal set (worker)")

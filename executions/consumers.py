@@ -127,12 +127,23 @@ def _execution_snapshot(execution_id: str, user) -> dict[str, Any]:
 
 @database_sync_to_async
 def _interrupt(
-    execution_id: str, user, *, force: bool = False, reason: str = ""
-) -> dict[str, Any]:
+    execution_id: str,
+    session_key: str | None,
+    user_id: Any,
+    *,
+    force: bool = False,
+    reason: str = "",
+) -> tuple[Any, dict[str, Any] | None]:
+    """The session's user now (None if it ended: nothing done) and the
+    answer to their interrupt, in one trip to the database thread: the
+    session re-check (`sessions.current_user`'s) and the service's call."""
+    user = sessions.session_user(session_key)
+    if not user.is_authenticated or user.pk != user_id:
+        return None, None
     result = services.request_interrupt(
         execution_id, user=user, source=Source.WEBSOCKET, force=force, reason=reason
     )
-    return {
+    return user, {
         "type": "interrupt",
         "result": result.result,
         "execution": result.execution.snapshot(),
@@ -157,6 +168,9 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
 
     #: Client message type → handler method; anything else is refused.
     client_messages: dict[str, str] = {"ping": "client_ping", "resync": "client_resync"}
+    #: Handlers that re-read the session themselves, in the one trip to the
+    #: database they make anyway (the others' re-read comes first).
+    reads_session: frozenset[str] = frozenset()
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -373,10 +387,11 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
                 "unknown_type", f"Unknown message type; expected one of: {expected}."
             )
         # Every action in the name of the session as it stands now.
-        user = await sessions.current_user(self.session_key, self.user.pk)
-        if user is None:
-            return await self.end(CLOSE_LOGGED_OUT)
-        self.user = user
+        if handler not in self.reads_session:
+            user = await sessions.current_user(self.session_key, self.user.pk)
+            if user is None:
+                return await self.end(CLOSE_LOGGED_OUT)
+            self.user = user
         await getattr(self, handler)(content)
 
     async def client_ping(self, content: dict[str, Any]) -> None:
@@ -408,6 +423,7 @@ class ExecutionConsumer(JsonConsumer):
     status and finished events; the client may interrupt it."""
 
     client_messages = {**JsonConsumer.client_messages, "interrupt": "client_interrupt"}
+    reads_session = frozenset({"client_interrupt"})
     execution_id: str | None = None
 
     async def authorize(self, user) -> str:
@@ -422,7 +438,13 @@ class ExecutionConsumer(JsonConsumer):
 
     async def client_interrupt(self, content: dict[str, Any]) -> None:
         fields = _fields(content, force=bool, reason=str)
-        await self.send_json(await _interrupt(self.execution_id, self.user, **fields))
+        user, reply = await _interrupt(
+            self.execution_id, self.session_key, self.user.pk, **fields
+        )
+        if user is None:
+            return await self.end(CLOSE_LOGGED_OUT)
+        self.user = user
+        await self.send_json(reply)
 
     async def execution_progress(self, event: dict[str, Any]) -> None:
         for step in event["steps"]:

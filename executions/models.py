@@ -9,10 +9,11 @@ never turn a terminal state into another one.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models, router
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -271,28 +272,67 @@ class Execution(models.Model):
         pending request), `already` (the same request stands) or
         `not_running` (finished: nothing changed).
         """
-        now = timezone.now()
-        request = {
-            "interrupt_requested_at": now,
-            "interrupt_requested_by": user,
-            "interrupt_requested_by_name": by_name or _name(user),
-            "interrupt_source": source,
-            "interrupt_force": force,
-            "interrupt_reason": reason,
-        }
+        request = _interrupt_request(source, user, by_name, force, reason)
         result = self._record(request, force=force)
         # Each request that changed the row is kept; a repeat changes nothing.
         if result in ("interrupted", "requested", "escalated"):
-            InterruptRequest.objects.create(
-                execution=self,
-                at=now,
-                by=user,
-                by_name=request["interrupt_requested_by_name"],
-                source=source,
-                force=force,
-                reason=reason,
-            )
+            _audit(self, request)
         return result
+
+    @classmethod
+    def record_interrupt_of_running(
+        cls,
+        pk: uuid.UUID,
+        *,
+        source: str,
+        user=None,
+        by_name: str = "",
+        force: bool = False,
+        reason: str = "",
+        recorded: Callable[[Execution], object] | None = None,
+    ) -> Execution | None:
+        """The common case of `record_interrupt` without reading the row
+        first: running with no request yet → interrupting, in one
+        `UPDATE ... RETURNING` (SQLite ≥ 3.35, PostgreSQL). Returns the row as
+        it now stands, its audit record kept and shown (no query for
+        either); None, having changed nothing, for any other row or none, or
+        on a database without UPDATE ... RETURNING: then read the row and
+        call `record_interrupt`, which knows every other case.
+
+        `recorded(execution)` is called as soon as the row holds the request,
+        before its audit record is written: the push to the supervisor needs
+        the row, not the audit."""
+        using = router.db_for_write(cls)
+        connection = connections[using]
+        if connection.vendor not in ("sqlite", "postgresql") or not (
+            connection.features.can_return_columns_from_insert  # RETURNING
+        ):
+            return None
+        request = _interrupt_request(source, user, by_name, force, reason)
+        sql, params = _update_returning(
+            connection,
+            cls._meta,
+            pk,
+            # What _record's running → interrupting writes.
+            {"status": Status.INTERRUPTING, **request},
+            where_status=Status.RUNNING,
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()  # all: SQLite ends the statement there
+        if not rows:
+            return None
+        execution = _from_row(cls, connection, rows[0])
+        if recorded is not None:
+            recorded(execution)
+        audit = _audit(execution, request)
+        # No request was on the row (the UPDATE's condition), and every
+        # request comes with the row's own fields: this is its only one.
+        requests = execution.interrupt_requests.all()
+        requests._result_cache = [audit]
+        requests._prefetch_done = True
+        execution._prefetched_objects_cache = {"interrupt_requests": requests}
+        return execution
 
     def _record(self, request: dict, *, force: bool) -> str:
         queryset = type(self).objects.filter(pk=self.pk)
@@ -496,6 +536,77 @@ class LogLine(models.Model):
             "level": self.level,
             "text": self.text,
         }
+
+
+def _interrupt_request(source, user, by_name, force, reason) -> dict:
+    """The row's fields for an interrupt request made now."""
+    return {
+        "interrupt_requested_at": timezone.now(),
+        "interrupt_requested_by": user,
+        "interrupt_requested_by_name": by_name or _name(user),
+        "interrupt_source": source,
+        "interrupt_force": force,
+        "interrupt_reason": reason,
+    }
+
+
+def _audit(execution: Execution, request: dict) -> InterruptRequest:
+    """The audit record of a request that changed the row."""
+    return InterruptRequest.objects.create(
+        execution=execution,
+        at=request["interrupt_requested_at"],
+        by=request["interrupt_requested_by"],
+        by_name=request["interrupt_requested_by_name"],
+        source=request["interrupt_source"],
+        force=request["interrupt_force"],
+        reason=request["interrupt_reason"],
+    )
+
+
+def _update_returning(
+    connection, meta, pk, changes: dict, *, where_status: str
+) -> tuple[str, list]:
+    """`UPDATE <table> SET <changes> WHERE pk = ? AND status = ? AND no
+    interrupt was requested RETURNING <every column>`, and its parameters,
+    built from the model's meta. Django 5.2's `update()` returns a count
+    only; this returns the row, for `_from_row` to make an instance of."""
+    quote = connection.ops.quote_name
+    assignments, params = [], []
+    for name, value in changes.items():
+        field = meta.get_field(name)
+        if field.is_relation:  # a user, or None: written as its key
+            value = value.pk if value is not None else None
+        assignments.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    status = meta.get_field("status")
+    requested_at = meta.get_field("interrupt_requested_at")
+    params += [
+        meta.pk.get_db_prep_value(pk, connection),
+        status.get_db_prep_value(where_status, connection),
+    ]
+    returning = ", ".join(quote(field.column) for field in meta.concrete_fields)
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
+        f"WHERE {quote(meta.pk.column)} = %s AND {quote(status.column)} = %s "
+        f"AND {quote(requested_at.column)} IS NULL RETURNING {returning}"
+    )
+    return sql, params
+
+
+def _from_row(model, connection, row) -> models.Model:
+    """An instance from a row of every concrete column in order, each value
+    converted as the ORM converts what it reads (`SQLCompiler.
+    apply_converters`): JSON decoded, SQLite's text made datetimes and UUIDs.
+    (`raw()` does the same, at twice the cost.)"""
+    fields = model._meta.concrete_fields
+    values = []
+    for field, value in zip(fields, row, strict=True):
+        column = field.get_col(model._meta.db_table)
+        converters = connection.ops.get_db_converters(column)
+        for converter in converters + column.get_db_converters(connection):
+            value = converter(value, column, connection)
+        values.append(value)
+    return model.from_db(connection.alias, [field.attname for field in fields], values)
 
 
 def _iso(moment) -> str | None:

@@ -133,8 +133,12 @@ def parse_id(execution_id: Any) -> uuid.UUID:
 
 def get_execution(execution_id: Any, *, user=None) -> Execution:
     check(user, "view")
+    return _get(parse_id(execution_id), execution_id)
+
+
+def _get(pk: uuid.UUID, execution_id: Any) -> Execution:
     try:
-        return Execution.objects.get(pk=parse_id(execution_id))
+        return Execution.objects.get(pk=pk)
     except Execution.DoesNotExist:
         raise UnknownExecution(execution_id) from None
 
@@ -315,27 +319,41 @@ def request_interrupt(
     """Record the request on the row (durable), then push it to the runner
     through the channel layer after commit (fast). Idempotent; `force` may
     escalate a pending request. Raises NotRunning for a finished execution.
-    Interrupting takes the view permission too: the answer shows the run."""
+    Interrupting takes the view permission too: the answer shows the run.
+
+    The common case, a running execution with no request yet, is one
+    conditional UPDATE that returns the row, with no read before it; the
+    others (queued, pending, finished, unknown) read the row after that
+    UPDATE matched nothing. The permissions are loaded once (Django caches
+    them on the user), so a door that checks first, to refuse before it
+    reads its input, costs no query here."""
     check(user, "interrupt")
     if source not in Source.values:
         raise ValueError(f"Unknown source {source!r}.")
     reason = clean_reason(reason)
     if len(reason) > MAX_REASON:
         raise ParamsError({"reason": f"must be at most {MAX_REASON} characters"})
-    execution = get_execution(execution_id, user=user)
-    result = interrupts.record(
-        execution, source=source, user=user, by_name=by_name, force=force, reason=reason
+    check(user, "view")
+    pk = parse_id(execution_id)
+    request = dict(
+        source=source, user=user, by_name=by_name, force=force, reason=reason
     )
-    if result == "not_running":
-        raise NotRunning(execution)
+    execution = interrupts.record_running(pk, **request)
+    if execution is not None:
+        result = Interruption.FORCED if force else Interruption.REQUESTED
+    else:
+        execution = _get(pk, execution_id)
+        result = interrupts.record(execution, **request)
+        if result == "not_running":
+            raise NotRunning(execution)
+        if force and result == Interruption.REQUESTED:
+            result = Interruption.FORCED
     if execution.is_active and _supervisor_gone(execution):
         # Nobody runs it: waiting would leave it stuck. End it now.
         for snapshot in reaper.reap_now():
             if snapshot["id"] == str(execution.id):
                 execution.refresh_from_db()
                 return InterruptResult(execution, Interruption.ENDED)
-    if force and result == Interruption.REQUESTED:
-        return InterruptResult(execution, Interruption.FORCED)
     return InterruptResult(execution, Interruption(result))
 
 

@@ -146,6 +146,57 @@ def test_record_interrupt_of_finished_changes_nothing(status):
     assert row.interrupt_snapshot() is None
 
 
+# -- record_interrupt_of_running -------------------------------------------------------
+
+
+def test_record_interrupt_of_running_returns_the_row_as_it_now_stands(make_user):
+    execution = running()
+    alice = make_user(username="alice")
+
+    returned = Execution.record_interrupt_of_running(
+        execution.pk, source=Source.API, user=alice, force=True, reason="oops"
+    )
+
+    row = fresh(execution)
+    assert row.status == Status.INTERRUPTING
+    assert (row.interrupt_requested_by, row.interrupt_force) == (alice, True)
+    assert (row.interrupt_source, row.interrupt_reason) == (Source.API, "oops")
+    assert returned.snapshot() == row.snapshot()
+    assert [request.by_name for request in row.interrupt_requests.all()] == ["alice"]
+
+
+@pytest.mark.parametrize(
+    "state", ["queued", "requested", Status.SUCCEEDED, Status.INTERRUPTED, "gone"]
+)
+def test_record_interrupt_of_running_changes_nothing_in_any_other_case(state):
+    execution = make_execution() if state == "queued" else running()
+    if state == "requested":
+        execution.record_interrupt(source=Source.CLI)
+    elif state in (Status.SUCCEEDED, Status.INTERRUPTED):
+        execution.finish(state, outcome={"kind": "complete"}, steps=[])
+    elif state == "gone":
+        Execution.objects.filter(pk=execution.pk).delete()
+    before = list(Execution.objects.values())
+
+    returned = Execution.record_interrupt_of_running(execution.pk, source=Source.API)
+
+    assert returned is None
+    assert list(Execution.objects.values()) == before
+    assert execution.interrupt_requests.count() == (state == "requested")
+
+
+def test_record_interrupt_of_running_leaves_a_database_without_returning_alone(
+    monkeypatch,
+):
+    execution = running()
+    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", False)
+
+    returned = Execution.record_interrupt_of_running(execution.pk, source=Source.API)
+
+    assert returned is None
+    assert fresh(execution).status == Status.RUNNING
+
+
 # -- finish, and terminal states being final -------------------------------------------
 
 
