@@ -36,9 +36,9 @@ probe.install()
 if os.environ.get(probe.NO_RECHECK) == "1":
     # An experiment (benchmarks/fanout.py), not a probe: sockets forward
     # events without re-validating their session each second.
-    from executions import consumers
+    from executions import sessions
 
-    consumers.RECHECK_INTERVAL = float("inf")
+    sessions.RECHECK_INTERVAL = float("inf")
 
 BARE_GROUP = "bench-bare"
 
