@@ -4,16 +4,22 @@ the servers serve, interrupts land, runs end, and every watcher is told."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 
 import pytest
 
+from executions.models import Execution
 from tests.scaleout.cluster import (
     ALL_STEPS_OF_LONG_RUN,
     LONG_RUN,
     Crowd,
     Daphne,
+    alive,
     answers,
+    descendants,
 )
 
 pytestmark = pytest.mark.e2e
@@ -85,3 +91,67 @@ def test_redis_killed_under_300_watchers_they_are_told_how_the_run_ended(
     for lines in logged:
         assert sum("Traceback" in line for line in lines) <= 10, "\n".join(lines)
         assert len(lines) <= 200, f"{len(lines)} lines:\n" + "\n".join(lines[:50])
+
+
+def test_daphne_killed_with_runs_in_flight_they_end_and_watchers_elsewhere_hear_it(
+    cluster, session
+):
+    first, second = cluster.daphne(), cluster.daphne()
+    running = session.start(first, "demo.steps", **LONG_RUN)["id"]
+    # A step that ignores its checkpoints: the request stays pending.
+    stopping = session.start(first, "demo.steps", **LONG_RUN, cooperative=False)["id"]
+    watchers = {run: session.watch(second, run) for run in (running, stopping)}
+    for watcher in watchers.values():
+        watcher.step("step-1", "running")
+    response = session.post_json(first, f"/api/executions/{stopping}/interrupt/", {})
+    watchers[stopping].wait_for(
+        lambda event: (
+            event["type"] == "status"
+            and event["execution"]["interrupt"]["delivered_at"] is not None
+        )
+    )
+    family = descendants(first.process.popen.pid)
+
+    # A server under load is behind on reading its runs' progress when it
+    # dies; stopped for a moment first, it certainly is: its execution
+    # processes then read a reset, not EOF, as it goes.
+    first.process.signal(signal.SIGSTOP)
+    time.sleep(0.5)
+    first.process.signal(signal.SIGKILL)
+    first.process.wait()
+    serving = answers(second)
+    # The other server's reaper (every 5 s, by default) sees the PID gone.
+    ended = {run: watcher.finished(timeout=30) for run, watcher in watchers.items()}
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in family) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [pid for pid in family if alive(pid)]
+    for pid in survivors:  # not left running when the test fails
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    restarted = cluster.daphne(port=first.port)
+    rows = session.get_json(restarted, "/api/executions/").json()["executions"]
+    again = session.start(restarted, "demo.steps", count=1, seconds=0.1, ticks=1)
+    finished_again = session.wait_until_finished(restarted, again["id"])
+
+    assert response.status == 202
+    # The forkserver and an execution process per run, all gone with it.
+    assert len(family) >= 3
+    assert survivors == []
+    assert serving
+    assert ended[running]["status"] == "lost"
+    assert ended[running]["outcome"]["kind"] == "lost"
+    assert ended[running]["outcome"]["steps_not_processed"] == ALL_STEPS_OF_LONG_RUN
+    assert ended[running]["steps"][0]["error"] == (
+        "lost: its supervisor stopped heartbeating"
+    )
+    # A pending interrupt is what happened, if not cleanly.
+    assert ended[stopping]["status"] == "interrupted"
+    assert ended[stopping]["interrupt"]["source"] == "api"
+    assert ended[stopping]["outcome"]["steps_not_processed"] == ALL_STEPS_OF_LONG_RUN
+    assert {row["id"]: row["status"] for row in rows} == {
+        running: "lost",
+        stopping: "interrupted",
+    }
+    assert not Execution.objects.active().exists()
+    assert finished_again["status"] == "succeeded"
