@@ -24,6 +24,7 @@ from . import errors, services, sessions
 from .errors import ServiceError
 from .flow import Outbox, TokenBucket, close_frames_on_failure, daphne_connection
 from .models import Source
+from .runtime import layerwatch
 from .runtime.groups import LIST_GROUP, watch_group
 from .sessions import session_tag, user_group
 
@@ -214,7 +215,14 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
             logger.warning("Websocket refused, the channel layer failed: %r", error)
             return await self.refuse(CLOSE_UNAVAILABLE)
         await self.accept()
+        layerwatch.sockets.add(self)
         await self.send_snapshot()
+
+    async def resync_after_gap(self) -> None:
+        """The layer lost messages (Redis was away): start again from the
+        database, as the client's own `resync` would."""
+        if not self.closing:
+            await self.send_snapshot()
 
     async def refuse(self, code: int) -> None:
         # Accept first: a close before accept reaches the browser as a failed
@@ -237,6 +245,7 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
+        layerwatch.sockets.discard(self)
         if self.resync_later is not None:
             self.resync_later.cancel()
         for group in self.joined:

@@ -157,7 +157,12 @@ async def _serve(spec: RunSpec, sock: socket.socket) -> None:
 
 async def _listen(reader: asyncio.StreamReader, interrupt: InterruptSignal) -> None:
     while True:
-        line = await reader.readline()
+        try:
+            line = await reader.readline()
+        except OSError:
+            # A supervisor killed with our messages unread in its socket
+            # (SIGKILL mid-run) reads as a reset, not as EOF: gone all the same.
+            line = b""
         if not line:
             # The supervisor is gone: nobody would record what happens next.
             # Stop at once, with everything this run started.

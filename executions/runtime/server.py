@@ -20,7 +20,9 @@ import logging
 import signal
 import sys
 
-from . import dispatch, process, relay
+from channels.layers import get_channel_layer
+
+from . import dispatch, layerwatch, process, relay
 from .supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,9 @@ class ServerLifecycle:
                 self._background.append(
                     loop.create_task(relay.relay(self._supervisor.identity))
                 )
+            elif (layer := get_channel_layer()) is not None:
+                # A shared layer (Redis) can lose what its sockets were sent.
+                self._background.append(loop.create_task(layerwatch.watch(layer)))
 
     def _start_under_daphne(self) -> None:
         # Twisted fires this before its asyncio loop runs: start on the loop.

@@ -6,22 +6,26 @@ websockets, as a browser or a script would."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import json
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
 import redis
+import websockets.asyncio.client
 from websockets.sync.client import ClientConnection, connect
 
 from executions.flow import DAPHNE_ARGS
@@ -100,6 +104,15 @@ class RedisServer:
         self.stop()
         self.start()
 
+    def kill(self) -> None:
+        """SIGKILL it, as a crash or the kernel's OOM killer would: no
+        goodbye to its clients, and what it held is gone."""
+        if self.process is not None:
+            self.process.signal(signal.SIGKILL)
+            self.process.wait()
+            self.logs.append(self.process.output)
+            self.process = None
+
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url, decode_responses=True)
 
@@ -154,8 +167,10 @@ class Cluster:
         self.processes.append(process)
         return process
 
-    def daphne(self, **overrides: str) -> Daphne:
-        port = free_port()
+    def daphne(self, port: int | None = None, **overrides: str) -> Daphne:
+        """A daphne, on `port` if given (a restart where it was), returned
+        once it serves."""
+        port = port or free_port()
         server = Daphne(
             self.spawn(
                 [str(DAPHNE), "-b", "127.0.0.1", "-p", str(port), *DAPHNE_ARGS]
@@ -403,3 +418,139 @@ class Watcher:
 def runner_pid(runner: str) -> int:
     """The process ID in an execution's `runner` (`host:pid:suffix`)."""
     return int(runner.split(":")[1])
+
+
+@dataclass
+class CrowdMember:
+    """One socket of a crowd: what it heard (across reconnects) and the
+    close codes it saw."""
+
+    server: Daphne
+    events: list[dict] = field(default_factory=list)
+    closes: list[int | None] = field(default_factory=list)
+    connected: bool = False
+
+    @property
+    def status(self) -> str | None:
+        """The execution's status as the last snapshot or status event says."""
+        for event in reversed(self.events):
+            if "execution" in event:
+                return event["execution"]["status"]
+        return None
+
+    def count(self, kind: str) -> int:
+        return sum(event["type"] == kind for event in self.events)
+
+
+class Crowd:
+    """Hundreds of watchers of one execution, as browser tabs are: on an
+    asyncio loop of their own (a thread), each reconnects after a close (but
+    4403 and 4404) as the page's script does, and starts again from the
+    snapshot it gets. Sync tests poll it with `wait_until`."""
+
+    #: A new socket after a close, as the page does (it backs off from 0.5 s).
+    RECONNECT_DELAY = 0.5
+    #: Handshakes in flight at once: daphne takes them all, just not faster.
+    OPENING = 25
+
+    def __init__(
+        self, session: Session, servers: list[Daphne], execution_id: str, count: int
+    ) -> None:
+        self.cookie = f"sessionid={session.cookies['sessionid']}"
+        self.path = f"/ws/executions/{execution_id}/"
+        self.members = [CrowdMember(servers[n % len(servers)]) for n in range(count)]
+        self.errors: list[str] = []
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._opening: asyncio.Semaphore | None = None
+        for member in self.members:
+            asyncio.run_coroutine_threadsafe(self._watch(member), self.loop)
+
+    async def _watch(self, member: CrowdMember) -> None:
+        if self._opening is None:
+            self._opening = asyncio.Semaphore(self.OPENING)
+        while True:
+            try:
+                async with self._opening:
+                    socket = await websockets.asyncio.client.connect(
+                        f"ws://127.0.0.1:{member.server.port}{self.path}",
+                        origin=member.server.url,
+                        additional_headers={"Cookie": self.cookie},
+                        proxy=None,
+                        open_timeout=60,
+                        max_queue=None,
+                    )
+                member.connected = True
+                async with socket:
+                    async for raw in socket:
+                        member.events.append(json.loads(raw))
+                member.closes.append(socket.close_code)
+            except (OSError, TimeoutError, websockets.WebSocketException) as error:
+                member.closes.append(None)
+                self.errors.append(f"{type(error).__name__}: {error}")
+            member.connected = False
+            if member.closes[-1] in (4403, 4404):
+                return
+            await asyncio.sleep(self.RECONNECT_DELAY)
+
+    def wait_until(
+        self, predicate: Callable[[CrowdMember], bool], timeout: float, what: str
+    ) -> None:
+        """Until `predicate` holds for every member."""
+        deadline = time.monotonic() + timeout
+        while True:
+            behind = [member for member in self.members if not predicate(member)]
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{len(behind)} of {len(self.members)} watchers not {what} "
+                    f"after {timeout}s; one heard {behind[0].events[-3:]}, "
+                    f"closes {behind[0].closes}; errors {self.errors[:5]}"
+                )
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        async def hang_up() -> None:
+            tasks = [
+                task
+                for task in asyncio.all_tasks()
+                if task is not asyncio.current_task()
+            ]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(hang_up(), self.loop).result(timeout=60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc's parent links: a daphne's
+    forkserver and its execution processes."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parents[int(entry)] = int(stat.read().split(") ", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, of in parents.items() if of == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether a process still runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
