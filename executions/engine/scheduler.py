@@ -45,6 +45,8 @@ StepListener = Callable[[StepState], None]
 
 ABANDONED = "abandoned: the run was forced to stop while this step ran in its thread"
 CANCELLED = "cancelled: the run was forced to stop"
+#: An idle run samples its steps at most this many progress intervals apart.
+IDLE_SAMPLING = 8
 
 
 class StepMisuse(Exception):
@@ -151,26 +153,34 @@ class Scheduler:
         state.last_change = now
         return True
 
-    def _flush_logs(self) -> None:
+    def _flush_logs(self) -> bool:
+        """Hand the lines logged since the last sample on; whether any were."""
         if self.logs is None:
-            return
+            return False
         lines, dropped = self.logs.drain()
         if not lines and not dropped:
-            return
+            return False
         try:
             self.on_log(lines, dropped)
         except Exception:
             logger.exception("log listener failed")
+        return True
 
     async def _sample_loop(self) -> None:
+        # While nothing moves (a step waiting on I/O), the samples space out
+        # to IDLE_SAMPLING x the interval: an idle execution process wakes a
+        # few times a second, not twenty. The first change is sampled at the
+        # interval again.
+        pause = self.progress_interval
         while True:
-            await asyncio.sleep(self.progress_interval)
-            self._flush_logs()
+            await asyncio.sleep(pause)
+            moved = self._flush_logs()
             now = time.monotonic()
             for step_id, state in self.states.items():
                 if state.status not in ACTIVE_STEP_STATUSES:
                     continue
                 changed = self._sample(step_id, now)
+                moved = moved or changed
                 if changed and state.status is StepStatus.STALLED:
                     state.status = StepStatus.RUNNING
                 elif not changed and state.status is StepStatus.RUNNING:
@@ -180,6 +190,10 @@ class Scheduler:
                 elif not changed:
                     continue
                 self._emit(state)
+            if moved:
+                pause = self.progress_interval
+            else:
+                pause = min(pause * 2, self.progress_interval * IDLE_SAMPLING)
 
     # -- running steps -----------------------------------------------------------
 

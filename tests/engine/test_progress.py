@@ -137,6 +137,41 @@ async def test_progress_a_busy_step_never_stalls():
     assert events.statuses("a") == ["running", "succeeded"]
 
 
+async def test_progress_an_idle_step_is_sampled_less_often_and_a_change_soon(
+    monkeypatch,
+):
+    from executions.engine import scheduler
+
+    samples = []
+    sample = scheduler.Scheduler._sample
+
+    def counted(self, step_id, now):
+        samples.append(now)
+        return sample(self, step_id, now)
+
+    monkeypatch.setattr(scheduler.Scheduler, "_sample", counted)
+    seen = {}
+
+    def listen(state: StepState) -> None:
+        if state.done == 1 and "at" not in seen:
+            seen["at"] = time.monotonic()
+
+    async def wait_then_move(ctx):
+        await asyncio.sleep(0.5)
+        seen["moved"] = time.monotonic()
+        ctx.progress.advance()
+        await asyncio.sleep(0.1)
+
+    interval = 0.01
+    await run([Step("a", wait_then_move)], on_step=listen, progress_interval=interval)
+
+    idle = [at for at in samples if at < seen["moved"]]
+    # Twenty a second while busy would be 50 samples in the 0.5 s of waiting.
+    assert len(idle) < 0.5 / interval / 3
+    # The wait between samples is capped, so the change is seen soon.
+    assert seen["at"] - seen["moved"] <= interval * scheduler.IDLE_SAMPLING + 0.1
+
+
 def test_step_state_to_dict_is_the_contract_shape():
     state = StepState(
         id="copy",
