@@ -268,6 +268,24 @@ def targets(results: dict) -> str:
                 stat["p99"] <= 50,
             )
         )
+        for spread in section.get("workers", []):
+            stat = summary(spread["latencies"])
+            lines.append(
+                _check(
+                    f"{spread['count']} concurrent, Redis and a worker: delivery p99",
+                    f"{stat['p99']:.1f} ms (p50 {stat['p50']:.1f}, n = {stat['n']})",
+                    "≤ 25 ms",
+                    stat["p99"] <= 25,
+                )
+            )
+        idle = section["baseline"].get("idle")
+        if idle:
+            lines.append(
+                f"| CPU per idle running execution (step waiting, a tick a second)"
+                f" | {idle['per_execution']:.2f} % of a core ({idle['count']} of "
+                f"them: server {idle['cpu']:.1f} %, their processes "
+                f"{idle['cpu_children']:.1f} %) | measured and reported | met |"
+            )
         base = section["baseline"]["rss"]
         runs = sum(len(lv["latencies"]) + lv["count"] for lv in section["levels"])
         growth = max(level["rss_after_end"] for level in section["levels"]) - base

@@ -99,10 +99,42 @@ async def level(server: Site, count: int, samples: int) -> dict:
     return result
 
 
+#: A step that waits (I/O, a sleep), ticking once a second: "idle running".
+IDLE_STEP = {"count": 1, "seconds": 600, "ticks": 600}
+
+
+async def idle(server: Site, count: int) -> dict:
+    """`count` executions running a step that waits: what each costs the
+    server and its own process, per second, when it does nothing."""
+    process = psutil.Process(server.daphne.pid)
+    keys = [await server.start_joined(IDLE_STEP) for _ in range(count)]
+    await asyncio.sleep(1.0)
+    split = await cpu_split(process, QUIET)
+    for key in keys:
+        await server.stop(key, force=True)
+    return {
+        "count": count,
+        "cpu": split["server"],
+        "cpu_children": split["children"],
+        "per_execution": (split["server"] + split["children"]) / count,
+    }
+
+
 async def run(context: Context) -> None:
     samples = context.samples(200, 15)
     counts = (10, 50) if context.quick else COUNTS
     levels = []
+    count = counts[-1]
+    # The distributed set-up: daphne takes the API, one worker over Redis
+    # supervises every run (issue 13's "with Redis and workers"). Its CPU
+    # figures are daphne's alone; the delivery is the row that counts.
+    slots = {"EXECUTIONS_WORKER_CONCURRENCY": str(count + 5)}
+    async with site(
+        context, "scale-workers", redis=True, workers=1, extra_env=slots
+    ) as server:
+        key = await server.start_joined()
+        await server.stop(key)
+        workers = await level(server, count, context.samples(60, 10))
     async with site(context, "scale") as server:
         process = psutil.Process(server.daphne.pid)
         # Warm up: one execution through, so imports and caches are paid.
@@ -115,8 +147,13 @@ async def run(context: Context) -> None:
         }
         for count in counts:
             levels.append(await level(server, count, samples))
+        baseline["idle"] = await idle(server, counts[-1])
         baseline["rss_end"] = rss_mib(process)
-    context.results["scale"] = {"baseline": baseline, "levels": levels}
+    context.results["scale"] = {
+        "baseline": baseline,
+        "levels": levels,
+        "workers": [workers],
+    }
 
 
 def markdown(section: dict) -> str:
@@ -134,6 +171,15 @@ def markdown(section: dict) -> str:
         "| RSS once all ended | interrupts | p50 (ms) | p90 | p99 | max |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    idle = base.get("idle")
+    if idle:
+        lines[1:1] = [
+            "",
+            f"Idle running: {idle['count']} executions whose step waits (one "
+            f"progress tick a second) cost the server {idle['cpu']:.1f} % of a "
+            f"core and their own processes {idle['cpu_children']:.1f} %: "
+            f"**{idle['per_execution']:.2f} % of a core per idle execution**.",
+        ]
     for level in section["levels"]:
         stat = summary(level["latencies"])
         lines.append(
@@ -145,4 +191,13 @@ def markdown(section: dict) -> str:
             f"| {level['rss_after_end']:.0f} | {stat['n']} | {stat['p50']:.2f} "
             f"| {stat['p90']:.2f} | {stat['p99']:.2f} | {stat['max']:.2f} |"
         )
+    for spread in section.get("workers", []):
+        stat = summary(spread["latencies"])
+        lines += [
+            "",
+            f"With Redis and one worker supervising all {spread['count']} (daphne "
+            f"takes the API only): delivery p50 {stat['p50']:.2f} ms, p90 "
+            f"{stat['p90']:.2f}, p99 {stat['p99']:.2f}, max {stat['max']:.2f} "
+            f"(n = {stat['n']}).",
+        ]
     return "\n".join(lines)

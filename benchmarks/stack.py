@@ -193,7 +193,8 @@ async def site(
     if redis:
         extra.update(REDIS_URL=context.redis_url)
     if workers:
-        extra.update(EXECUTIONS_RUNNER="worker", EXECUTIONS_WORKER_CONCURRENCY="4")
+        extra.setdefault("EXECUTIONS_RUNNER", "worker")
+        extra.setdefault("EXECUTIONS_WORKER_CONCURRENCY", "4")
     if sends:
         extra[probe.SENDS] = "1"
     env = context.env(**extra)
