@@ -89,6 +89,10 @@ TEMPLATES = [
 
 
 ASGI_APPLICATION = "peace_site.asgi.application"
+# `manage.py runserver` (daphne's): the websocket message size the sockets
+# answer `too_large` up to, as `make run` passes to daphne (executions.flow).
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 4 * 1024 * 1024
 
 DATABASES = {
     "default": dj_database_url.parse(
