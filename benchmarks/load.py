@@ -34,6 +34,7 @@ import psutil
 import websockets
 
 from benchmarks.support import free_port, summary
+from executions.flow import DAPHNE_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRF = secrets.token_hex(16)
@@ -230,7 +231,7 @@ def main() -> int:
     env = dict(os.environ, DATABASE_URL=database_url, PYTHONUNBUFFERED="1")
     daphne = subprocess.Popen(
         [str(ROOT / ".venv/bin/daphne"), "-b", "127.0.0.1", "-p", str(port)]
-        + ["peace_site.asgi:application"],
+        + [*DAPHNE_ARGS, "peace_site.asgi:application"],
         env=env,
         cwd=ROOT,
         stdout=open(Path(scratch, "daphne.log"), "w"),  # noqa: SIM115

@@ -30,6 +30,7 @@ from benchmarks.support import (
     free_port,
     wait_for_port,
 )
+from executions.flow import DAPHNE_ARGS
 
 USERNAME = "bench"
 PASSWORD = "bench-password-not-secret"
@@ -208,7 +209,7 @@ async def site(
             )
         daphne = processes.start(
             f"{name}-daphne",
-            [DAPHNE, "-b", "127.0.0.1", "-p", str(port), app],
+            [DAPHNE, "-b", "127.0.0.1", "-p", str(port), *DAPHNE_ARGS, app],
             env,
         )
         wait_for_port(port, daphne, timeout=60)

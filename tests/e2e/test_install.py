@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from executions.flow import DAPHNE_ARGS
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -364,7 +366,7 @@ def test_install_into_a_new_project_runs_and_interrupts_its_command(
     with daphne_log.open("w") as log:
         daphne = subprocess.Popen(
             [venv / "bin" / "daphne", "-b", "127.0.0.1", "-p", str(port)]
-            + ["mysite.asgi:application"],
+            + [*DAPHNE_ARGS, "mysite.asgi:application"],
             cwd=project,
             env=env,
             stdout=log,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from executions.flow import DAPHNE_ARGS
 from tests.processes import Process
 from tests.scaleout.cluster import Daphne, answers, free_port
 
@@ -40,7 +41,7 @@ class Processes:
 
     def daphne(self, port: int | None = None, **overrides: str) -> Daphne:
         port = port or free_port()
-        argv = [str(DAPHNE), "-b", "127.0.0.1", "-p", str(port)]
+        argv = [str(DAPHNE), "-b", "127.0.0.1", "-p", str(port), *DAPHNE_ARGS]
         server = Daphne(
             self.spawn([*argv, "peace_site.asgi:application"], **overrides), port
         )
