@@ -757,7 +757,7 @@ def plot_scaling(results: dict, path: Path) -> None:
             ("runs", "6. Concurrent runs in one daphne", "concurrent runs", None),
             (
                 "watchers",
-                "5/8. Watchers of one run (20 other runs going in 8)",
+                "5/11. Watchers of one run (20 other runs going in 11)",
                 "watchers of one run",
                 (crowd.TARGET_CPU, crowd.TARGET_P99_MS),
             ),
