@@ -4,7 +4,6 @@ stops what ignores it (real daphne, the embedded default)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import statistics
 import time
@@ -12,6 +11,7 @@ import time
 import pytest
 
 from executions.models import Execution, Status
+from tests.processes import alive, descendants
 
 pytestmark = pytest.mark.e2e
 
@@ -179,33 +179,6 @@ def test_daphne_killed_leaves_no_process_and_its_restart_reaps_without_a_request
     assert all(row.outcome["kind"] == "lost" for row in rows)
     assert len(family) > runs  # the forkserver and an execution process each
     deadline = time.monotonic() + 5
-    while any(_alive(pid) for pid in family) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in family) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [pid for pid in family if _alive(pid)], "outlived their server"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"  # zombies are gone
-    except OSError:
-        return False
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`, from /proc's parent links."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parents[int(entry)] = int(stat.read().split(") ", 1)[1].split()[1])
-            except OSError:
-                continue
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [child for child, ppid in parents.items() if ppid == parent]
-        found += children
-        frontier += children
-    return found
+    assert not [pid for pid in family if alive(pid)], "outlived their server"

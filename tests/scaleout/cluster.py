@@ -525,32 +525,3 @@ class Crowd:
         asyncio.run_coroutine_threadsafe(hang_up(), self.loop).result(timeout=60)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`, from /proc's parent links: a daphne's
-    forkserver and its execution processes."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parents[int(entry)] = int(stat.read().split(") ", 1)[1].split()[1])
-            except OSError:
-                continue
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [child for child, of in parents.items() if of == parent]
-        found += children
-        frontier += children
-    return found
-
-
-def alive(pid: int) -> bool:
-    """Whether a process still runs (a zombie does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from executions.models import Execution
+from tests.processes import alive, descendants
 from tests.scaleout.cluster import (
     ALL_STEPS_OF_LONG_RUN,
     LONG_RUN,
@@ -22,8 +23,6 @@ from tests.scaleout.cluster import (
     RedisServer,
     Response,
     Session,
-    alive,
-    descendants,
 )
 
 pytestmark = pytest.mark.e2e
