@@ -18,6 +18,8 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from . import returning
+
 
 class Status(models.TextChoices):
     QUEUED = "queued", "Queued"
@@ -302,27 +304,20 @@ class Execution(models.Model):
         `recorded(execution)` is called as soon as the row holds the request,
         before its audit record is written: the push to the supervisor needs
         the row, not the audit."""
-        using = router.db_for_write(cls)
-        connection = connections[using]
-        if connection.vendor not in ("sqlite", "postgresql") or not (
-            connection.features.can_return_columns_from_insert  # RETURNING
-        ):
+        connection = connections[router.db_for_write(cls)]
+        if not returning.supported(connection):
             return None
         request = _interrupt_request(source, user, by_name, force, reason)
-        sql, params = _update_returning(
+        execution = returning.update(
             connection,
-            cls._meta,
+            cls,
             pk,
             # What _record's running → interrupting writes.
             {"status": Status.INTERRUPTING, **request},
-            where_status=Status.RUNNING,
+            where={"status": Status.RUNNING, "interrupt_requested_at": None},
         )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()  # all: SQLite ends the statement there
-        if not rows:
+        if execution is None:
             return None
-        execution = _from_row(cls, connection, rows[0])
         if recorded is not None:
             recorded(execution)
         audit = _audit(execution, request)
@@ -561,52 +556,6 @@ def _audit(execution: Execution, request: dict) -> InterruptRequest:
         force=request["interrupt_force"],
         reason=request["interrupt_reason"],
     )
-
-
-def _update_returning(
-    connection, meta, pk, changes: dict, *, where_status: str
-) -> tuple[str, list]:
-    """`UPDATE <table> SET <changes> WHERE pk = ? AND status = ? AND no
-    interrupt was requested RETURNING <every column>`, and its parameters,
-    built from the model's meta. Django 5.2's `update()` returns a count
-    only; this returns the row, for `_from_row` to make an instance of."""
-    quote = connection.ops.quote_name
-    assignments, params = [], []
-    for name, value in changes.items():
-        field = meta.get_field(name)
-        if field.is_relation:  # a user, or None: written as its key
-            value = value.pk if value is not None else None
-        assignments.append(f"{quote(field.column)} = %s")
-        params.append(field.get_db_prep_save(value, connection))
-    status = meta.get_field("status")
-    requested_at = meta.get_field("interrupt_requested_at")
-    params += [
-        meta.pk.get_db_prep_value(pk, connection),
-        status.get_db_prep_value(where_status, connection),
-    ]
-    returning = ", ".join(quote(field.column) for field in meta.concrete_fields)
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
-        f"WHERE {quote(meta.pk.column)} = %s AND {quote(status.column)} = %s "
-        f"AND {quote(requested_at.column)} IS NULL RETURNING {returning}"
-    )
-    return sql, params
-
-
-def _from_row(model, connection, row) -> models.Model:
-    """An instance from a row of every concrete column in order, each value
-    converted as the ORM converts what it reads (`SQLCompiler.
-    apply_converters`): JSON decoded, SQLite's text made datetimes and UUIDs.
-    (`raw()` does the same, at twice the cost.)"""
-    fields = model._meta.concrete_fields
-    values = []
-    for field, value in zip(fields, row, strict=True):
-        column = field.get_col(model._meta.db_table)
-        converters = connection.ops.get_db_converters(column)
-        for converter in converters + column.get_db_converters(connection):
-            value = converter(value, column, connection)
-        values.append(value)
-    return model.from_db(connection.alias, [field.attname for field in fields], values)
 
 
 def _iso(moment) -> str | None:

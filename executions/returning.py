@@ -1,0 +1,75 @@
+"""`UPDATE … RETURNING` for one row, on SQLite ≥ 3.35 and PostgreSQL.
+
+Django 5.2's `QuerySet.update()` returns a count only. A compare-and-set
+whose caller needs the row as it now stands would read it back: a second
+statement, and a race. `update` writes and returns the row in one statement,
+built from the model's meta, and makes the instance from it with the ORM's
+own converters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+
+def supported(connection) -> bool:
+    return connection.vendor in ("sqlite", "postgresql") and (
+        connection.features.can_return_columns_from_insert  # RETURNING
+    )
+
+
+def update(
+    connection, model, pk, changes: dict[str, Any], *, where: dict[str, Any]
+) -> models.Model | None:
+    """`UPDATE <table> SET <changes> WHERE pk = ? AND <where> RETURNING
+    <every column>`: the row as it now stands, or None if none matched.
+    `where` maps field names to the value they must hold (None: IS NULL)."""
+    sql, params = _statement(connection, model._meta, pk, changes, where)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()  # all: SQLite ends the statement there
+    return _from_row(model, connection, rows[0]) if rows else None
+
+
+def _statement(connection, meta, pk, changes: dict, where: dict) -> tuple[str, list]:
+    quote = connection.ops.quote_name
+    assignments, params = [], []
+    for name, value in changes.items():
+        field = meta.get_field(name)
+        if field.is_relation:  # a user, or None: written as its key
+            value = value.pk if value is not None else None
+        assignments.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    conditions = [f"{quote(meta.pk.column)} = %s"]
+    params.append(meta.pk.get_db_prep_value(pk, connection))
+    for name, value in where.items():
+        field = meta.get_field(name)
+        if value is None:
+            conditions.append(f"{quote(field.column)} IS NULL")
+        else:
+            conditions.append(f"{quote(field.column)} = %s")
+            params.append(field.get_db_prep_value(value, connection))
+    columns = ", ".join(quote(field.column) for field in meta.concrete_fields)
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
+        f"WHERE {' AND '.join(conditions)} RETURNING {columns}"
+    )
+    return sql, params
+
+
+def _from_row(model, connection, row) -> models.Model:
+    """An instance from a row of every concrete column in order, each value
+    converted as the ORM converts what it reads (`SQLCompiler.
+    apply_converters`): JSON decoded, SQLite's text made datetimes and UUIDs.
+    (`raw()` does the same, at twice the cost.)"""
+    fields = model._meta.concrete_fields
+    values = []
+    for field, value in zip(fields, row, strict=True):
+        column = field.get_col(model._meta.db_table)
+        converters = connection.ops.get_db_converters(column)
+        for converter in converters + column.get_db_converters(connection):
+            value = converter(value, column, connection)
+        values.append(value)
+    return model.from_db(connection.alias, [field.attname for field in fields], values)
