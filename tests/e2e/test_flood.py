@@ -146,15 +146,20 @@ def close_after(socket_: ClientConnection, text: str) -> Close | None:
         return closed.rcvd
 
 
-def test_a_frame_over_daphnes_default_limit_is_answered_too_large(daphne, make_user):
+def watched_run(daphne, make_user) -> tuple[int, str, str]:
+    """A queued run's socket on `daphne`: its port, path and a viewer's
+    session cookie."""
     client = Client()
     client.force_login(make_user("view"))
     run = services.start_execution(
         "demo.steps", {}, source=Source.CLI, dispatch=False
     ).execution
     port = int(daphne.url.rsplit(":", 1)[1])
-    path = f"/ws/executions/{run.id}/"
-    cookie = client.cookies["sessionid"].value
+    return port, f"/ws/executions/{run.id}/", client.cookies["sessionid"].value
+
+
+def test_a_frame_over_daphnes_default_limit_is_answered_too_large(daphne, make_user):
+    port, path, cookie = watched_run(daphne, make_user)
 
     with connect(port, path, cookie) as socket_:
         next_of(socket_, "snapshot")
@@ -169,14 +174,7 @@ def test_a_frame_over_daphnes_default_limit_is_answered_too_large(daphne, make_u
 
 
 def test_a_frame_over_the_servers_limit_is_closed_with_1009(daphne, make_user):
-    client = Client()
-    client.force_login(make_user("view"))
-    run = services.start_execution(
-        "demo.steps", {}, source=Source.CLI, dispatch=False
-    ).execution
-    port = int(daphne.url.rsplit(":", 1)[1])
-    path = f"/ws/executions/{run.id}/"
-    cookie = client.cookies["sessionid"].value
+    port, path, cookie = watched_run(daphne, make_user)
 
     with connect(port, path, cookie) as socket_:
         next_of(socket_, "snapshot")
