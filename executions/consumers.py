@@ -137,9 +137,9 @@ def _interrupt(
 ) -> tuple[Any, dict[str, Any] | None]:
     """The session's user now (None if it ended: nothing done) and the
     answer to their interrupt, in one trip to the database thread: the
-    session re-check (`sessions.current_user`'s) and the service's call."""
-    user = sessions.session_user(session_key)
-    if not user.is_authenticated or user.pk != user_id:
+    session re-check and the service's call."""
+    user = sessions.socket_user(session_key, user_id)
+    if user is None:
         return None, None
     result = services.request_interrupt(
         execution_id, user=user, source=Source.WEBSOCKET, force=force, reason=reason

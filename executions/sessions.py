@@ -94,8 +94,7 @@ def close_sockets(sender, request=None, user=None, **kwargs) -> None:
 RECHECK_INTERVAL = 1.0
 
 
-@database_sync_to_async
-def current_user(session_key: str | None, user_id: Any) -> Any:
+def socket_user(session_key: str | None, user_id: Any) -> Any:
     """The socket's user if its session still stands for them, else None."""
     user = session_user(session_key)
     if not user.is_authenticated or user.pk != user_id:
@@ -103,13 +102,16 @@ def current_user(session_key: str | None, user_id: Any) -> Any:
     return user
 
 
+current_user = database_sync_to_async(socket_user)
+
+
 def _standing(
     session_key: str | None, user_id: Any, can_view: dict[Any, bool]
 ) -> tuple[Any, bool]:
     """The session's user now (None if it ended) and whether they may watch
     (`can_view`: the answers for users already checked in this trip)."""
-    user = session_user(session_key)
-    if not user.is_authenticated or user.pk != user_id:
+    user = socket_user(session_key, user_id)
+    if user is None:
         return None, False
     if user.pk not in can_view:
         can_view[user.pk] = services.can(user, "view")
