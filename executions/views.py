@@ -16,6 +16,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -38,9 +39,13 @@ def execution_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         return execution_new(request)
     query = listing.read(request.GET)
+    # Taken before the query: the list socket's first snapshot tells the page
+    # whether anything changed between this render and its joining.
+    as_of = timezone.now()
     page = listing.page(services.list_executions(user=request.user), query)
     context = {
         "page": page,
+        "as_of": as_of,
         "rows": [execution.snapshot() for execution in page.rows],
         "sorts": {key: label for key, (label, *_) in listing.SORTS.items()},
         "can_start": services.can(request.user, "add"),

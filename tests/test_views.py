@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from executions import services
 from executions.models import Execution, Source, Status
@@ -164,6 +166,16 @@ def test_execution_new_shows_the_start_form_to_starters(make_user):
     assert 'name="demo.steps.count"' in content
     assert 'name="demo.deploy.fail_step"' in content
     assert 'name="files.sync.src"' in content
+
+
+def test_execution_list_says_when_it_read_the_rows(make_user):
+    """The script compares its socket's first snapshot with this moment: a
+    run changed after it was missed by the page."""
+    before = timezone.now()
+    content = logged_in(make_user("view")).get("/executions/").content.decode()
+
+    as_of = re.search(r'data-as-of="([^"]+)"', content).group(1)
+    assert before <= datetime.fromisoformat(as_of) <= timezone.now()
 
 
 def test_execution_list_links_the_start_page_only_for_starters(make_user):

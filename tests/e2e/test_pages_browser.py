@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from executions import services
+from executions.conf import conf
 from executions.models import Execution, Source, Status
 from tests.e2e.test_browser import LIVE, STATUS, off_playwrights_thread
 
@@ -138,6 +139,33 @@ def test_list_shows_a_terminal_run_live_and_interrupts_in_bulk(
     assert fresh.status == Status.INTERRUPTED
     assert fresh.interrupt_reason == "maintenance window"
     assert fresh.interrupt_source == Source.WEB
+
+
+def test_list_catches_up_with_a_run_created_before_its_socket_joined(
+    browser, daphne_url, log_in, make_user
+):
+    """The page is rendered, a terminal records a run, the server relays its
+    `created` to nobody, and only then does the page's socket join: its first
+    snapshot is what tells the page to catch up."""
+    alice = make_user("view", "add", "interrupt", username="alice")
+    page = browser.new_context().new_page()
+    log_in(page, alice)
+    held = []
+    page.route_web_socket(
+        re.compile(r".*/ws/executions/$"), lambda socket: held.append(socket)
+    )
+    page.goto(f"{daphne_url}/executions/?status=queued")
+    expect(page.locator("#execution-list tbody tr")).to_have_count(0)
+    while not held:
+        page.wait_for_timeout(20)
+
+    fresh = recorded(alice)
+    page.wait_for_timeout(4 * conf.RELAY_INTERVAL * 1000)  # relayed, unheard
+    held[0].connect_to_server()
+
+    expect(page.locator(f'tr[data-execution-id="{fresh.id}"]')).to_be_visible(
+        timeout=LIVE
+    )
 
 
 def test_start_page_remembers_the_command_and_explains_strategies(

@@ -350,11 +350,25 @@
       });
     }
 
+    // The first snapshot says what the page already shows, unless a run in
+    // it was created, started, interrupted or finished after the server
+    // rendered the page: that event fell before the socket joined.
+    var asOf = Date.parse(root.dataset.asOf);
+    function changedSince(executions) {
+      return executions.some(function (execution) {
+        var interrupt = execution.interrupt || {};
+        return [
+          execution.created_at, execution.started_at, execution.finished_at,
+          interrupt.requested_at, interrupt.delivered_at,
+        ].some(function (iso) { return iso && !(Date.parse(iso) < asOf); });
+      });
+    }
+
     var connected = false;
     liveSocket("/ws/executions/", function (message) {
-      // The first snapshot says what the page already shows.
       if (message.type === "snapshot" && !connected) {
         connected = true;
+        if (isNaN(asOf) || changedSince(message.executions || [])) refresh();
         return;
       }
       // Created, status changed, finished (also of runs started in a
