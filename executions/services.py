@@ -18,6 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
+from . import permissions
 from .conf import conf
 from .engine import InterruptStrategy, ParamsError, UnknownCmd, registry
 from .engine.progress import StepState
@@ -110,6 +111,7 @@ def can(user, action: str) -> bool:
     """The one permission check: `view`, `add` or `interrupt`."""
     if user is None:
         return True
+    permissions.preload(user)
     return user.is_active and user.has_perm(PERMISSIONS[action])
 
 

@@ -33,11 +33,13 @@ from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.signals import user_logged_out
 from django.contrib.sessions.backends.db import SessionStore as DatabaseStore
 from django.core.exceptions import ValidationError
+from django.db.models import Subquery
 from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from . import services
+from . import permissions, services
+from .permissions import MODEL_BACKEND
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +97,32 @@ RECHECK_INTERVAL = 1.0
 
 
 def socket_user(session_key: str | None, user_id: Any) -> Any:
-    """The socket's user if its session still stands for them, else None."""
-    user = session_user(session_key)
-    if not user.is_authenticated or user.pk != user_id:
+    """The socket's user if its session still stands for them, else None:
+    `session_user`'s answer, in one query with Django's session store and
+    authentication backend (the user's row with their session's data beside
+    it), in two or more through others."""
+    store = _default_store()
+    if store is None:
+        user = session_user(session_key)
+        if not user.is_authenticated or user.pk != user_id:
+            return None
+        return user
+    if not session_key:
         return None
-    return user
+    sessions = store.get_model_class().objects.filter(
+        session_key=session_key, expire_date__gt=timezone.now()
+    )
+    user = (
+        get_user_model()
+        ._default_manager.filter(pk=user_id)
+        .annotate(_socket_session=Subquery(sessions.values("session_data")[:1]))
+        .first()
+    )
+    if user is None or user._socket_session is None:
+        return None
+    session = store().decode(user._socket_session)
+    del user._socket_session
+    return user if _stands_for(session, user, user_id) else None
 
 
 current_user = database_sync_to_async(socket_user)
@@ -129,9 +152,6 @@ def _standings(keys: list[tuple]) -> dict[tuple, tuple[Any, bool]]:
     return {key: _standing(*key, can_view) for key in keys}
 
 
-MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
-
-
 def _in_bulk(keys: list[tuple]) -> dict[tuple, tuple[Any, bool]] | None:
     """`_standing` for all of `keys` in three queries (the sessions, their
     users, which of them may view), with the default session store and
@@ -144,12 +164,8 @@ def _in_bulk(keys: list[tuple]) -> dict[tuple, tuple[Any, bool]] | None:
     matches a SECRET_KEY_FALLBACKS hash is valid but not cycled to the new
     key (the browser's next request does both, as Django's middleware
     would)."""
-    store = import_module(settings.SESSION_ENGINE).SessionStore
-    if (
-        not issubclass(store, DatabaseStore)
-        or store.load is not DatabaseStore.load
-        or list(settings.AUTHENTICATION_BACKENDS) != [MODEL_BACKEND]
-    ):
+    store = _default_store()
+    if store is None:
         return None
     rows = store.get_model_class().objects.filter(
         session_key__in={key for key, _ in keys if key},
@@ -158,18 +174,11 @@ def _in_bulk(keys: list[tuple]) -> dict[tuple, tuple[Any, bool]] | None:
     decoder = store()
     sessions = {row.session_key: decoder.decode(row.session_data) for row in rows}
     model = get_user_model()
-    user_ids = {}
-    for key, session in sessions.items():
-        if session.get(BACKEND_SESSION_KEY) != MODEL_BACKEND:
-            continue
-        try:
-            user_ids[key] = model._meta.pk.to_python(session[SESSION_KEY])
-        except (KeyError, ValidationError):
-            continue
-    users = model._default_manager.in_bulk(set(user_ids.values()))
-    backend = ModelBackend()
+    user_ids = {key: _named(session, model) for key, session in sessions.items()}
+    users = model._default_manager.in_bulk(set(user_ids.values()) - {None})
     viewers = set(
-        backend.with_perm(services.PERMISSIONS["view"])
+        ModelBackend()
+        .with_perm(services.PERMISSIONS["view"])
         .filter(pk__in=list(users))
         .values_list("pk", flat=True)
     )
@@ -177,16 +186,47 @@ def _in_bulk(keys: list[tuple]) -> dict[tuple, tuple[Any, bool]] | None:
     for key in keys:
         session_key, user_id = key
         user = users.get(user_ids.get(session_key))
-        if (
-            user is None
-            or user.pk != user_id
-            or not backend.user_can_authenticate(user)
-            or not _hash_matches(user, sessions[session_key])
-        ):
+        if user is None or not _stands_for(sessions[session_key], user, user_id):
             answers[key] = (None, False)
         else:
             answers[key] = (user, user.pk in viewers)
     return answers
+
+
+def _default_store():
+    """The session store's class if it and the authentication backend are
+    Django's own database store and model backend, whose checks are done
+    here in fewer queries; None otherwise."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    if (
+        not issubclass(store, DatabaseStore)
+        or store.load is not DatabaseStore.load
+        or not permissions.model_backend_only()
+    ):
+        return None
+    return store
+
+
+def _stands_for(session: dict, user, user_id: Any) -> bool:
+    """`get_user`'s verdict on a decoded session and the user it names,
+    short of its side effects (see `_in_bulk`), and that this is the
+    socket's user."""
+    return (
+        _named(session, type(user)) == user.pk == user_id
+        and ModelBackend().user_can_authenticate(user)
+        and _hash_matches(user, session)
+    )
+
+
+def _named(session: dict, model) -> Any:
+    """The key of the user a decoded session is logged in as through the
+    model backend, or None."""
+    if session.get(BACKEND_SESSION_KEY) != MODEL_BACKEND:
+        return None
+    try:
+        return model._meta.pk.to_python(session[SESSION_KEY])
+    except (KeyError, ValidationError):
+        return None
 
 
 def _hash_matches(user, session: dict) -> bool:

@@ -2,8 +2,8 @@
 of a running execution costs, and (websocket) the thread hops it takes.
 
 The counts are the whole request's: the session and the user (Django's own
-middleware, or the socket's re-check of its session), the permissions (one
-check: two queries on the user's cold permission cache, user and group), the
+middleware; the socket's re-check reads both in one), the permissions (one
+query on the user's cold permission cache, for their own and their groups'), the
 conditional UPDATE that records the request, the audit row, and what the
 door itself shows after (the admin's changelist). A new query on the path is
 a failure here, so that it is a decision, not an accident."""
@@ -51,8 +51,8 @@ def test_service_interrupt_of_a_running_execution_queries(
     user = make_user("view", "interrupt")
     execution = running()
 
-    # permissions (2), UPDATE ... RETURNING, INSERT the audit row
-    with django_assert_max_num_queries(4):
+    # permissions, UPDATE ... RETURNING, INSERT the audit row
+    with django_assert_max_num_queries(3):
         result = services.request_interrupt(execution.pk, user=user, source="api")
 
     assert result.result == services.Interruption.REQUESTED
@@ -71,8 +71,8 @@ def test_api_interrupt_of_a_running_execution_queries(
     client.get(reverse("executions:api-list"))  # the CSRF cookie
     execution = running()
 
-    # session, user, permissions (2), UPDATE ... RETURNING, INSERT
-    with django_assert_max_num_queries(6):
+    # session, user, permissions, UPDATE ... RETURNING, INSERT
+    with django_assert_max_num_queries(5):
         response = client.post(
             f"/api/executions/{execution.pk}/interrupt/",
             json.dumps({"reason": "enough"}),
@@ -94,9 +94,9 @@ def test_admin_button_interrupt_of_a_running_execution_queries(
     execution = running()
     url = reverse("admin:executions_execution_interrupt", args=[execution.pk])
 
-    # session, user, permissions (2), UPDATE ... RETURNING, INSERT (the
-    # message goes in a cookie)
-    with django_assert_max_num_queries(6):
+    # session, user, permissions, UPDATE ... RETURNING, INSERT (the message
+    # goes in a cookie)
+    with django_assert_max_num_queries(5):
         response = client.post(url, {"reason": "enough"})
 
     assert response.status_code == 302
@@ -112,9 +112,9 @@ def test_admin_action_interrupt_of_a_running_execution_queries(
     execution = running()
     changelist = reverse("admin:executions_execution_changelist")
 
-    # session, user, permissions (2), the changelist's two counts and its
-    # SELECT of the selected rows (Django's), UPDATE ... RETURNING, INSERT
-    with django_assert_max_num_queries(9):
+    # session, user, permissions, the changelist's two counts and its SELECT
+    # of the selected rows (Django's), UPDATE ... RETURNING, INSERT
+    with django_assert_max_num_queries(8):
         response = client.post(
             changelist,
             {
@@ -165,6 +165,6 @@ async def test_websocket_interrupt_of_a_running_execution_queries_and_hops(
         Status.INTERRUPTING,
         1,
     )
-    # session, user, permissions (2), UPDATE ... RETURNING, INSERT
-    assert len(queries) <= 6, [query["sql"] for query in queries]
+    # the session with its user, permissions, UPDATE ... RETURNING, INSERT
+    assert len(queries) <= 4, [query["sql"] for query in queries]
     assert len(hops) == 1

@@ -1,7 +1,8 @@
 """Who may do what, at every door: the view / add / interrupt matrix for the
 pages, the JSON API, the websocket and the admin; login everywhere; CSRF on
 every POST; the websocket's origin check; and permissions read afresh when a
-long-lived socket asks for something."""
+long-lived socket asks for something; and a user's permissions read in one
+query, as Django's model backend would answer."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import AnonymousUser, Group, Permission
 from django.contrib.messages import get_messages
 from django.test import Client
 
+from executions import permissions, services
 from executions.models import Execution, Source, Status
 from tests.factories import execution, table
 from tests.sockets import close_code, ping, receive, socket
@@ -463,3 +465,69 @@ async def test_websocket_checks_the_origin(make_user, targets, path, origin, acc
         pass
 
     assert connected is accepted
+
+
+# -- a user's permissions, read in one query (executions.permissions)
+
+
+def _djangos_own(user) -> set[str]:
+    """ModelBackend's answer, on a fresh copy of the user (two queries)."""
+    return type(user).objects.get(pk=user.pk).get_all_permissions()
+
+
+def _granted(user, *codenames: str, group: str | None = None) -> None:
+    chosen = Permission.objects.filter(
+        codename__in=codenames, content_type__app_label="executions"
+    )
+    if group is None:
+        user.user_permissions.add(*chosen)
+        return
+    team, _ = Group.objects.get_or_create(name=group)
+    team.permissions.add(*chosen)
+    user.groups.add(team)
+
+
+def test_preload_reads_own_and_group_permissions_in_one_query(
+    make_user, django_assert_num_queries
+):
+    own = make_user("view")
+    grouped = make_user()
+    _granted(grouped, "view_execution", "interrupt_execution", group="ops")
+    both = make_user("add")
+    _granted(both, "add_execution", "interrupt_execution", group="leads")
+    _granted(both, "view_execution", group="ops")
+    nothing = make_user()
+
+    for user in (own, grouped, both, nothing):
+        user = type(user).objects.get(pk=user.pk)
+        with django_assert_num_queries(1):
+            permissions.preload(user)
+        with django_assert_num_queries(0):
+            held = user.get_all_permissions()
+            user.has_perm("executions.interrupt_execution")
+        assert held == _djangos_own(user)
+    assert services.can(both, "interrupt")
+    assert not services.can(own, "interrupt")
+
+
+def test_preload_reads_nothing_where_django_would_not(
+    make_user, settings, django_assert_num_queries
+):
+    inactive = make_user("view", is_active=False)
+    boss = make_user(is_superuser=True)
+    with django_assert_num_queries(0):
+        permissions.preload(inactive)
+        permissions.preload(boss)
+        permissions.preload(AnonymousUser())
+        assert not services.can(inactive, "view")
+        assert services.can(boss, "interrupt")
+
+    settings.AUTHENTICATION_BACKENDS = [
+        "django.contrib.auth.backends.ModelBackend",
+        "django.contrib.auth.backends.RemoteUserBackend",
+    ]
+    other = make_user("view")
+    with django_assert_num_queries(0):
+        permissions.preload(other)
+    assert not hasattr(other, "_perm_cache")
+    assert services.can(other, "view")  # through the backends, as Django does

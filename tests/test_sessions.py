@@ -240,8 +240,9 @@ async def test_a_recheck_reads_the_session_as_django_does(make_user):
 def test_the_bulk_check_answers_as_djangos_own_does(
     make_user, settings, django_user_model
 ):
-    """One trip's three queries give each session the answer that Django's
-    `get_user` and `has_perm`, one session at a time, give it."""
+    """One trip's three queries, and one socket's single query, give each
+    session the answer that Django's `get_user` and `has_perm`, one session
+    at a time, give it."""
     viewer = make_user("view")
     other = make_user("view")
     nobody = make_user()
@@ -273,13 +274,28 @@ def test_the_bulk_check_answers_as_djangos_own_does(
 
     with CaptureQueriesContext(connection) as queries:
         bulk = sessions._in_bulk(keys)
-    one_by_one = {key: sessions._standing(*key, {}) for key in keys}
+    assert len(queries) == 3
+    alone = {}
+    for key in keys:
+        with CaptureQueriesContext(connection) as queries:
+            alone[key] = sessions.socket_user(*key)
+        assert len(queries) <= 1  # none without a session key
+
+    def djangos(session_key, user_id):
+        """Django's own answer: its session store, `get_user`, `has_perm`."""
+        user = sessions.session_user(session_key)
+        if not user.is_authenticated or user.pk != user_id:
+            return None, False
+        return user.pk, user.has_perm("executions.view_execution")
 
     def plain(answers):
         return {key: (user and user.pk, can) for key, (user, can) in answers.items()}
 
-    assert len(queries) == 3
-    assert plain(bulk) == plain(one_by_one)
+    expected = {key: djangos(*key) for key in keys}
+    assert plain(bulk) == expected
+    assert {key: user and user.pk for key, user in alone.items()} == {
+        key: pk for key, (pk, _) in expected.items()
+    }
     assert plain(bulk)[keys[0]] == (viewer.pk, True)
     assert plain(bulk)[keys[2]] == (nobody.pk, False)
     assert plain(bulk)[keys[4]] == (boss.pk, True)
@@ -295,3 +311,17 @@ def test_other_session_stores_are_checked_one_by_one(make_user, settings):
         "django.contrib.auth.backends.RemoteUserBackend",
     ]
     assert sessions._in_bulk([("key", 1)]) is None
+
+
+@pytest.mark.django_db(transaction=False)
+def test_a_socket_on_another_session_store_is_checked_through_it(make_user, settings):
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+    alice = make_user("view")
+    client = Client()
+    client.force_login(alice)
+    key = client.cookies["sessionid"].value
+
+    assert sessions.socket_user(key, alice.pk).pk == alice.pk
+    assert sessions.socket_user(key, alice.pk + 1) is None
+    client.logout()
+    assert sessions.socket_user(key, alice.pk) is None
