@@ -11,6 +11,7 @@ says what it ran.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections import deque
@@ -80,34 +81,61 @@ def door(name: str, *, redis: bool) -> Workload:
     return workload
 
 
-async def client(context: Context, sampler: Sampler, labels: list[str]) -> str:
-    """Scenario 3's ours: `request_interrupt()` from a long-lived Python
-    client (`benchmarks/client.py`), a worker supervising over Redis."""
-    async with site(context, "profile-client", **_options(True)) as server:
-        asker = engines.ScriptClient(server)
-        try:
-            targets = [
-                Target("the client", asker.process.pid),
-                Target("worker", worker_pid(server), subprocesses=True),
-            ]
-            key = await server.start_joined()
-            await asyncio.to_thread(asker.ask, key)
-            await server.wait("done", key)
-            count = 0
-            async with sampler.window(targets) as window:
-                while window.open:
-                    key = await server.start_joined()
-                    await desync()
-                    await asyncio.to_thread(asker.ask, key)
-                    await server.wait("signal", key)
-                    await server.wait("done", key)
-                    count += 1
-        finally:
-            asker.close()
-    return (
-        f"{count} runs started through the API, each interrupted by the client's "
-        "`services.request_interrupt()` 10–30 ms after its first step runs"
-    )
+def engine(name: str, doors: tuple[str, ...]) -> Workload:
+    """Scenario 8's samples of one engine (`engines.sample`): runs started
+    through the API, each interrupted 10–30 ms after its first step runs,
+    through the API or from a long-lived client (`services.request_interrupt`,
+    scenario 3's ours), the doors in turn."""
+
+    async def workload(context: Context, sampler: Sampler, labels: list[str]) -> str:
+        options = engines.site_options(name)
+        async with site(context, f"profile-{sampler.recipe}", **options) as server:
+            argv = engines.worker_argv(name)
+            if argv:
+                server.processes.start(f"profile-{name}-worker", argv, server.env)
+            asker = engines.ScriptClient(server)
+            try:
+                key = await server.start()  # and the worker is up
+                await server.wait("running", key, timeout=120)
+                await server.stop(key)
+                targets = [Target(WORKERS[name], worker_pid(server), True)]
+                if "api" in doors:
+                    targets.insert(0, Target("daphne", server.daphne.pid))
+                if "client" in doors:
+                    targets.insert(0, Target("the client", asker.process.pid))
+                count = 0
+                async with sampler.window(targets) as window:
+                    while window.open:
+                        await _interrupted(server, asker, doors[count % len(doors)])
+                        count += 1
+            finally:
+                asker.close()
+        return (
+            f"{count} runs on the {name} engine, started through the API, each "
+            "interrupted 10–30 ms after its first step runs: "
+            + " and ".join(DOOR_NAMES[door] for door in doors)
+            + (" in turn" if len(doors) > 1 else "")
+        )
+
+    return workload
+
+
+WORKERS = {"worker": "worker", "celery": "Celery worker", "tasks": "db_worker"}
+DOOR_NAMES = {
+    "api": "through the API",
+    "client": "by the client's `services.request_interrupt()`",
+}
+
+
+async def _interrupted(server: Site, asker: engines.ScriptClient, door: str) -> None:
+    key = await server.start_joined()
+    await desync()
+    if door == "api":
+        with contextlib.suppress(Ended):  # stopped by the runtime itself
+            await server.interrupt_api(key)
+    else:
+        await asyncio.to_thread(asker.ask, key)
+    await server.wait("done", key)
 
 
 def _count(labels: list[str], default: int) -> int:
@@ -280,7 +308,19 @@ _RECIPES = (
             r"^graceful over Redis \(request_interrupt\(\) from a process\)",
             r"^worker: graceful client interrupt",
         ),
-        client,
+        engine("worker", ("client",)),
+    ),
+    Recipe(
+        "engine-celery",
+        "The Celery engine: daphne, the client, the Celery worker and its pool",
+        (r"^celery: ",),
+        engine("celery", ("api", "client")),
+    ),
+    Recipe(
+        "engine-tasks",
+        "The tasks engine (django-tasks-db): daphne, the client, db_worker",
+        (r"^tasks",),
+        engine("tasks", ("api", "client")),
     ),
     Recipe(
         "scale",
@@ -308,6 +348,19 @@ _RECIPES = (
     ),
 )
 RECIPES = {recipe.name: recipe for recipe in _RECIPES}
+#: Missed targets no CPU profile would explain, and why: (pattern, reason).
+UNPROFILED = (
+    (r"vs \d{4}-\d\d-\d\d$", "it compares the rows above with an earlier run"),
+    (r"^memory flat|^resync flood", "it is about memory, not time"),
+)
+
+
+def why_none(label: str) -> str:
+    """Why a missed target has no recipe, if it is known."""
+    for pattern, reason in UNPROFILED:
+        if re.search(pattern, label):
+            return reason
+    return "no recipe yet (benchmarks/profile_recipes.py)"
 
 
 def recipe_for(label: str) -> Recipe | None:

@@ -43,6 +43,10 @@ WAITS = (
     ("asyncio/base_events.py", "BaseEventLoop.run_forever"),
     # The benchmark's client, reading its next ID from stdin.
     ("benchmarks/client.py", "main"),
+    # The peers' and the other engines' workers' own waits.
+    ("kombu/utils/eventio.py", "_epoll.poll"),
+    ("billiard/connection.py", "Connection._recv"),
+    ("db_worker.py", "Worker.run"),  # django-tasks-db's sleep between polls
 )
 #: Path prefixes (py-spy's shortened file names) → category; first match of
 #: the walk from the leaf wins. Our own packages are named by module below.
@@ -70,7 +74,6 @@ OURS = ("executions/", "peace_site/")
 #: A process with fewer busy samples than this gets its line, not its tables.
 FEW = 20
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
-PROCESS = re.compile(r'process (\d+):"')
 RECORD = re.compile(r'^(?P<processes>(?:process \d+:".*?";)*)(?P<thread>thread \(.*)$')
 
 
@@ -156,18 +159,21 @@ def thread_kind(name: str) -> str:
 
 def process_kind(chain: str) -> int | str:
     """0 for the process py-spy attached to; for one under it (`--subprocesses`
-    names each process of the chain), what it is."""
-    depth = len(PROCESS.findall(chain))
-    last = chain.rpartition("process ")[2]
-    if depth <= 1:
+    names each process of the chain), what it is, from its command line and
+    its parent's: execution processes are forked from the forkserver."""
+    lines = re.split(r'(?:^|";)process \d+:"', chain.removesuffix('";'))[1:]
+    if len(lines) <= 1:
         return 0
+    last, parent = lines[-1], lines[-2]
     if "resource_tracker" in last:
         return "multiprocessing's resource tracker"
-    return "the forkserver" if depth == 2 else "execution processes"
+    if "forkserver" in last:
+        return "execution processes" if "forkserver" in parent else "the forkserver"
+    return "pool" if last == parent else "other processes under it"
 
 
 def group_name(kind: int | str, root: str) -> str:
-    return root if kind == 0 else kind
+    return root if kind == 0 else f"{root}'s pool" if kind == "pool" else kind
 
 
 def summarise(text: str, root: str, *, top: int = 8) -> dict:

@@ -189,15 +189,15 @@ def missed(results: dict) -> list[str]:
 
 
 def plan(labels: list[str], forced: tuple[str, ...] = ()) -> tuple[list, list]:
-    """([(recipe, its missed labels)] in order, [labels with no recipe])."""
-    from benchmarks.profile_recipes import RECIPES, recipe_for
+    """([(recipe, its missed labels)] in order, [[label, why no recipe]])."""
+    from benchmarks.profile_recipes import RECIPES, recipe_for, why_none
 
     chosen: dict[str, list[str]] = {name: [] for name in forced}
     alone = []
     for label in labels:
         recipe = recipe_for(label)
         if recipe is None:
-            alone.append(label)
+            alone.append([label, why_none(label)])
         else:
             chosen.setdefault(recipe.name, []).append(label)
     return [(RECIPES[name], found) for name, found in chosen.items()], alone
@@ -262,8 +262,8 @@ def markdown(results: dict) -> str:
         lines += ["No target was missed: nothing to profile.", ""]
     for profile in section["profiles"]:
         lines += [profile_summary.profile_markdown(profile), ""]
-    for label in section["no_recipe"]:
-        lines.append(f"- No profile recipe for the missed target: {label}.")
+    for label, reason in section["no_recipe"]:
+        lines.append(f"- Not profiled, {label}: {reason}.")
     for name in section["over_budget"]:
         lines.append(
             f"- Not profiled: recipe `{name}` (the phase's {BUDGET:.0f} s were spent)."
