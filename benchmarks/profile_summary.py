@@ -282,8 +282,11 @@ def profile_markdown(profile: dict) -> str:
                     if spied.get("cpu_children")
                     else ""
                 )
-                + f", waiting for a CPU {spied['run_queue_ms']:.0f} ms a second"
+                + f"; its threads waited for a CPU {spied['run_queue_ms']:.0f} ms"
+                " a second (summed)"
             )
+        if spied.get("spy_errors"):
+            head += f"; {spied['spy_errors']} stacks py-spy could not read"
         lines += [head + f". Raw stacks: `{spied['raw']}`.", ""]
         if spied.get("error"):
             lines += [f"No profile: {spied['error']}", ""]

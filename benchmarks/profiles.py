@@ -23,6 +23,7 @@ starting recipes once BUDGET seconds are spent, and says which it left out.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import subprocess
 import sys
@@ -124,8 +125,11 @@ class Sampler:
             **usage.done(),
             "groups": profile_summary.summarise_file(raw, target.name),
         }
+        log = raw.with_suffix(".log").read_text(errors="replace").strip()
+        counted = re.search(r"Samples: (\d+) Errors: (\d+)", log)
+        if counted:  # stacks py-spy could not read (a process coming or going)
+            found["spy_errors"] = int(counted[2])
         if spy.returncode or not found["groups"]:
-            log = raw.with_suffix(".log").read_text(errors="replace").strip()
             found["error"] = (log.splitlines() or ["no output"])[-1][:200]
         return found
 
