@@ -77,8 +77,10 @@ $(BENCH_STAMP): requirements.txt benchmarks/requirements.txt
 
 # Benchmarks against the floors and against Celery and RQ (docs/benchmarks.md).
 # Starts redis-server, daphne, workers, a Celery and an RQ worker on 127.0.0.1
-# and stops them. 10-20 minutes; `make bench BENCH_ARGS=--quick` for a
-# smoke run of about 2 (its report goes to var/benchmarks/).
+# and stops them. 10-20 minutes, then up to 5 for a py-spy profile of each
+# target missed (BENCH_ARGS=--no-profiles skips them); `make bench
+# BENCH_ARGS=--quick` for a smoke run of about 2 (its report goes to
+# var/benchmarks/).
 bench: $(BENCH_STAMP)
 	@command -v redis-server >/dev/null 2>&1 || { \
 		echo "Installing Debian packages: redis-server"; \

@@ -4,6 +4,8 @@
     python -m benchmarks --quick    # a smoke run, a couple of minutes
     python -m benchmarks --only interrupts peers   # into var/benchmarks/
     python -m benchmarks --report-only  # the report again, from the raw samples
+    python -m benchmarks --no-profiles  # without the py-spy profiles of missed targets
+    python -m benchmarks --profile crowd  # just that profile (benchmarks/profiles.py)
 
 Everything it starts (redis-server, daphne, workers, a Celery and an RQ
 worker) listens on 127.0.0.1 and is stopped by PID when it ends.
@@ -87,7 +89,9 @@ def prepare_django(scratch: Path) -> str:
     return database_url
 
 
-async def run_all(context, selected: list[str]) -> None:
+async def run_all(context, selected: list[str], profiling: dict | None) -> None:
+    """The scenarios, then (unless `profiling` is None) a py-spy profile of
+    each target they missed (benchmarks/profiles.py)."""
     import importlib
 
     for name in selected:
@@ -100,6 +104,13 @@ async def run_all(context, selected: list[str]) -> None:
         seconds = time.monotonic() - started
         context.results.setdefault("timings", {})[name] = seconds
         print(f"== {name}: {seconds:.0f} s", flush=True)
+    if profiling is not None:
+        from benchmarks import profiles
+
+        print("== profiles of the targets missed", flush=True)
+        await profiles.run(context, **profiling)
+        seconds = context.results["profiles"]["elapsed"]
+        print(f"== profiles: {seconds:.0f} s", flush=True)
 
 
 def main() -> int:
@@ -113,8 +124,29 @@ def main() -> int:
         action="store_true",
         help="rewrite the report from the last run's raw samples",
     )
+    parser.add_argument(
+        "--no-profiles",
+        action="store_true",
+        help="skip the py-spy profiles of the targets missed",
+    )
+    parser.add_argument(
+        "--profile",
+        nargs="+",
+        default=[],
+        metavar="RECIPE",
+        help="profile these recipes whatever the targets say; without --only, "
+        "run no scenario (benchmarks/profile_recipes.py)",
+    )
     options = parser.parse_args()
-    partial = options.quick or options.only
+    if options.profile:
+        from benchmarks.profile_recipes import RECIPES
+
+        unknown = sorted(set(options.profile) - set(RECIPES))
+        if unknown:
+            parser.error(
+                f"no such recipe: {', '.join(unknown)} (of {', '.join(RECIPES)})"
+            )
+    partial = options.quick or options.only or options.profile
     raw = (
         OUTPUT_ROOT
         / "var"
@@ -142,7 +174,13 @@ def main() -> int:
             context = Context(
                 scratch, collector, options.quick, database_url, redis_url
             )
-            asyncio.run(run_all(context, options.only or list(SCENARIOS)))
+            selected = options.only or ([] if options.profile else list(SCENARIOS))
+            profiling = (
+                None
+                if options.no_profiles
+                else {"partial": bool(partial), "forced": tuple(options.profile)}
+            )
+            asyncio.run(run_all(context, selected, profiling))
         ok = True
     finally:
         collector.close()

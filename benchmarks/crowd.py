@@ -162,11 +162,11 @@ def finished_at(key: str) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
-def _watch_path(key: str) -> str:
+def watch_path(key: str) -> str:
     return f"/ws/executions/{uuid.UUID(key)}/"
 
 
-def _connector(server: Site, path: str, sessions: list[str]):
+def connector(server: Site, path: str, sessions: list[str]):
     pending = list(sessions)
 
     async def one():
@@ -259,7 +259,7 @@ async def crowd_round(
     key = await server.start_joined()
     watchers = Watchers()
     opened = time.monotonic()
-    await watchers.open(_connector(server, _watch_path(key), sessions), count, True)
+    await watchers.open(connector(server, watch_path(key), sessions), count, True)
     opening = time.monotonic() - opened
     await asyncio.sleep(SETTLE)
     begin = time.time()
@@ -436,7 +436,7 @@ async def flood(context: Context, rate: float, seconds: float) -> dict:
         daphne = psutil.Process(server.daphne.pid)
         key = await server.start(BIG_RUN)
         await server.wait("done", key)
-        snapshot = await server.websocket(_watch_path(key))
+        snapshot = await server.websocket(watch_path(key))
         size = len((await snapshot.recv()).encode())
         await snapshot.close()
         await asyncio.sleep(1.0)
@@ -448,7 +448,7 @@ async def flood(context: Context, rate: float, seconds: float) -> dict:
             asyncio.to_thread(
                 flood_client,
                 server.port,
-                _watch_path(key),
+                watch_path(key),
                 server.http.cookies["sessionid"],
                 rate,
                 seconds,

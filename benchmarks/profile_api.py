@@ -10,6 +10,10 @@ client sends `GET /api/executions/` back to back, records daphne with py-spy
 how each of daphne's threads' samples split (idle in select, or working,
 and in what), and the kernel's run-queue wait of daphne's
 threads per request. Writes the raw stacks to the scratch folder.
+
+`make bench` profiles the same workload by itself when the target is missed
+(benchmarks/profile_recipes.py, `runtime-api`); this tool adds the per-request
+run-queue wait and the `--nice` experiment.
 """
 
 from __future__ import annotations
@@ -23,34 +27,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from benchmarks.profile_summary import classify
 from benchmarks.support import Collector, summary
 
 SPY = str(Path(sys.executable).with_name("py-spy"))
-
-
-def classify(stack: str) -> str:
-    """What one sampled stack of daphne was doing."""
-    frames = stack.split(";")
-    leaf = frames[-1]
-    if "select" in leaf or "epoll" in leaf or "poll (" in leaf:
-        return "idle: waiting in select/epoll"
-    for marker, label in (
-        ("django/db", "Django ORM / SQLite"),
-        ("sqlite3", "Django ORM / SQLite"),
-        ("django/template", "Django templates"),
-        ("json", "JSON"),
-        ("snapshot", "snapshot()"),
-        ("channels/layers", "in-memory channel layer"),
-        ("runtime/supervisor", "supervisor"),
-        ("runtime/process", "supervisor ↔ execution process pipe"),
-        ("asgiref", "asgiref thread hops"),
-        ("django/", "Django request handling"),
-        ("daphne", "daphne / Twisted"),
-        ("twisted", "daphne / Twisted"),
-    ):
-        if any(marker in frame for frame in frames):
-            return label
-    return "other: " + leaf[:60]
 
 
 async def main(seconds: float, nice: int) -> None:
@@ -106,7 +86,7 @@ async def main(seconds: float, nice: int) -> None:
         thread = "MainThread" if "MainThread" in thread else thread.split("_")[0]
         if not rest:
             continue
-        counts[thread, classify(rest)] += int(count)
+        counts[thread, classify(rest.split(";"))] += int(count)
         threads[thread] += int(count)
     for (thread, label), count in counts.most_common(14):
         share = 100 * count / threads[thread]

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks import crowd, fanout, interrupts, peers, progress, runtime, scale
+from benchmarks import (
+    crowd,
+    fanout,
+    interrupts,
+    peers,
+    profiles,
+    progress,
+    runtime,
+    scale,
+)
 from benchmarks.support import summary, table
 
 START = "<!-- GENERATED: python -m benchmarks writes from here -->"
@@ -680,6 +689,7 @@ def generated(results: dict, meta: dict) -> str:
             sections(results),
             f"![latency distributions]({meta['plot']})",
             "",
+            profiles.markdown(results),
             END,
         ]
     )
