@@ -10,11 +10,9 @@ Servers and workers reap from their start; `execute`, `executions` and
 
 from __future__ import annotations
 
-from channels.db import database_sync_to_async
-
 from ..conf import conf
 from ..models import Execution
-from . import broadcast, groups
+from . import broadcast, groups, store
 from .identity import is_gone
 
 
@@ -50,5 +48,5 @@ def reap_now() -> list[dict]:
 
 
 async def reap() -> None:
-    for snapshot in await database_sync_to_async(reap_orphans)():
+    for snapshot in await store.runtime_database(reap_orphans)():
         await broadcast.status_changed(snapshot, groups.FINISHED)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db.models import Max, Q
 from django.utils import timezone
 
 from ..conf import conf
 from ..models import ACTIVE, Execution, LogLine
-from . import broadcast, groups
+from . import broadcast, groups, store
 from .throttle import Throttled
 
 logger = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ def needed() -> bool:
     return isinstance(get_channel_layer(), InMemoryChannelLayer)
 
 
-@database_sync_to_async
+@store.runtime_database
 def _changed_rows(supervisor: str, since, seen: dict) -> list[tuple]:
     """Rows not supervised here that are active or ended since `since`, with
     what changed in each since `seen`: (execution, is_new, changed steps,
@@ -96,7 +95,7 @@ async def relay(supervisor: str) -> None:
 
 
 async def _tell(execution: Execution, new: bool, steps, status_changed, lines) -> None:
-    snapshot = await database_sync_to_async(execution.snapshot)()
+    snapshot = await store.runtime_database(execution.snapshot)()
     group = groups.watch_group(execution.id)
     if steps:
         await broadcast.send(

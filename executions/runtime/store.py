@@ -1,12 +1,20 @@
 """The supervisor's database work: every read and write of a run's row, each
 a small sync function wrapped for async code (ORM calls never run on the
-event loop)."""
+event loop), in a thread of the runtime's own.
+
+Channels' `database_sync_to_async` runs everything in Django's one sync
+thread: in a server that supervises its runs, an interrupt from a door
+queued there behind the runs' starts, progress and log writes, and the
+runs' writes behind the requests. `runtime_database` gives the runtime a
+thread and a connection of its own (for the supervisor, the reaper and the
+relay); the doors keep Django's."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -14,18 +22,27 @@ from django.utils import timezone
 from ..models import RUNNING, Execution, LogLine, Status
 from . import interrupts
 
+#: One thread: the runtime's writes keep their order, as they did in Django's.
+_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="executions-runtime-db")
 
-@database_sync_to_async
+
+def runtime_database(function):
+    """`database_sync_to_async`, in the runtime's database thread (old and
+    broken connections closed before and after each call, as there)."""
+    return DatabaseSyncToAsync(function, thread_sensitive=False, executor=_thread)
+
+
+@runtime_database
 def load(execution_id) -> Execution:
     return Execution.objects.select_related("resumed_from").get(pk=execution_id)
 
 
-@database_sync_to_async
+@runtime_database
 def claim(execution: Execution, supervisor: str) -> bool:
     return execution.claim(supervisor)
 
 
-@database_sync_to_async
+@runtime_database
 def claim_next(queue: str, supervisor: str) -> Execution | None:
     """Claim the oldest queued execution of `queue`, or None. Compare-and-set:
     when several workers race for one, exactly one wins."""
@@ -37,7 +54,7 @@ def claim_next(queue: str, supervisor: str) -> Execution | None:
     return None
 
 
-@database_sync_to_async
+@runtime_database
 def rows(ids: list[str]) -> dict[str, dict]:
     """What the durable side says of these runs: one query for all."""
     rows = Execution.objects.filter(pk__in=ids).values(
@@ -52,14 +69,14 @@ def rows(ids: list[str]) -> dict[str, dict]:
     return {str(row["id"]): row for row in rows}
 
 
-@database_sync_to_async
+@runtime_database
 def beat(ids: list[str]) -> None:
     Execution.objects.filter(pk__in=ids, status__in=RUNNING).update(
         heartbeat_at=timezone.now()
     )
 
 
-@database_sync_to_async
+@runtime_database
 def save_progress(batch: dict[str, list[dict]]) -> None:
     with transaction.atomic():
         for execution_id, steps in batch.items():
@@ -68,7 +85,7 @@ def save_progress(batch: dict[str, list[dict]]) -> None:
             )
 
 
-@database_sync_to_async
+@runtime_database
 def save_logs(batch: dict[str, tuple[list[dict], int]], limit: int) -> dict[str, int]:
     """Store each run's new lines and what it dropped; drop its oldest beyond
     `limit`. Returns how many lines each run's row now says were dropped."""
@@ -114,7 +131,7 @@ def storable(text: str) -> str:
     return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode()
 
 
-@database_sync_to_async
+@runtime_database
 def request(execution_id: str, *, source: str, force: bool, reason: str) -> None:
     """An interrupt the runtime asks for itself (timeout, shutdown)."""
     execution = Execution.objects.filter(pk=execution_id).first()
@@ -124,7 +141,7 @@ def request(execution_id: str, *, source: str, force: bool, reason: str) -> None
         )
 
 
-@database_sync_to_async
+@runtime_database
 def acknowledge(execution_id: str) -> dict | None:
     execution = Execution.objects.filter(pk=execution_id).first()
     if execution is None or not execution.record_delivered():
@@ -132,7 +149,7 @@ def acknowledge(execution_id: str) -> dict | None:
     return Execution.objects.get(pk=execution_id).snapshot()
 
 
-@database_sync_to_async
+@runtime_database
 def finish(
     execution: Execution, status: str, outcome: dict, steps, results
 ) -> tuple[Execution, dict] | None:
@@ -142,7 +159,7 @@ def finish(
     return _snapshot(execution.id)
 
 
-@database_sync_to_async
+@runtime_database
 def fail_to_start(execution: Execution, error: str) -> None:
     steps = [
         {**step, "status": "skipped"} if step["status"] == "pending" else step
@@ -160,7 +177,7 @@ def fail_to_start(execution: Execution, error: str) -> None:
     )
 
 
-@database_sync_to_async
+@runtime_database
 def snapshot(execution_id) -> tuple[Execution, dict] | None:
     return _snapshot(execution_id)
 

@@ -1,0 +1,48 @@
+"""The runtime's database work runs in a thread of its own: a door's
+request does not queue behind a run's writes, nor a run's behind the doors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from channels.db import database_sync_to_async
+
+from executions import services
+from executions.models import Status
+from executions.runtime import store
+from tests.factories import execution
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_the_runtimes_reads_and_writes_run_in_its_own_thread():
+    row = await database_sync_to_async(execution)(Status.RUNNING)
+    where = {}
+
+    def runtime_thread() -> str:
+        return threading.current_thread().name
+
+    loaded = await store.load(row.pk)
+    where["runtime"] = await store.runtime_database(runtime_thread)()
+    where["django"] = await database_sync_to_async(runtime_thread)()
+
+    assert loaded.pk == row.pk
+    assert where["runtime"].startswith("executions-runtime-db")
+    assert where["django"] != where["runtime"]
+
+
+async def test_a_door_does_not_wait_for_the_runtimes_database_work():
+    row = await database_sync_to_async(execution)(Status.RUNNING)
+    release = threading.Event()
+    busy = asyncio.ensure_future(store.runtime_database(release.wait)())
+    try:
+        shown = await asyncio.wait_for(
+            database_sync_to_async(services.get_execution)(row.pk), timeout=5
+        )
+        assert shown.pk == row.pk
+        assert not busy.done()  # the runtime's thread is still held
+    finally:
+        release.set()
+        await busy
