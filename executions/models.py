@@ -291,7 +291,7 @@ class Execution(models.Model):
         by_name: str = "",
         force: bool = False,
         reason: str = "",
-        recorded: Callable[[Execution], object] | None = None,
+        recorded: Callable[[], object] | None = None,
     ) -> Execution | None:
         """The common case of `record_interrupt` without reading the row
         first: running with no request yet → interrupting, in one
@@ -301,9 +301,9 @@ class Execution(models.Model):
         on a database without UPDATE ... RETURNING: then read the row and
         call `record_interrupt`, which knows every other case.
 
-        `recorded(execution)` is called as soon as the row holds the request,
-        before its audit record is written: the push to the supervisor needs
-        the row, not the audit."""
+        `recorded()` is called as soon as the row holds the request, before
+        the instance is made from it and its audit record is written: the
+        push to the supervisor needs the row written, not the rest."""
         connection = connections[router.db_for_write(cls)]
         if not returning.supported(connection):
             return None
@@ -315,11 +315,10 @@ class Execution(models.Model):
             # What _record's running → interrupting writes.
             {"status": Status.INTERRUPTING, **request},
             where={"status": Status.RUNNING, "interrupt_requested_at": None},
+            matched=recorded,
         )
         if execution is None:
             return None
-        if recorded is not None:
-            recorded(execution)
         audit = _audit(execution, request)
         # No request was on the row (the UPDATE's condition), and every
         # request comes with the row's own fields: this is its only one.

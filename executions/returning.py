@@ -9,6 +9,7 @@ own converters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db import models
@@ -21,16 +22,28 @@ def supported(connection) -> bool:
 
 
 def update(
-    connection, model, pk, changes: dict[str, Any], *, where: dict[str, Any]
+    connection,
+    model,
+    pk,
+    changes: dict[str, Any],
+    *,
+    where: dict[str, Any],
+    matched: Callable[[], object] | None = None,
 ) -> models.Model | None:
     """`UPDATE <table> SET <changes> WHERE pk = ? AND <where> RETURNING
     <every column>`: the row as it now stands, or None if none matched.
-    `where` maps field names to the value they must hold (None: IS NULL)."""
+    `where` maps field names to the value they must hold (None: IS NULL).
+    `matched()` is called once the row is written, before the instance is
+    made from it (what waits for the write need not wait for that)."""
     sql, params = _statement(connection, model._meta, pk, changes, where)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()  # all: SQLite ends the statement there
-    return _from_row(model, connection, rows[0]) if rows else None
+    if not rows:
+        return None
+    if matched is not None:
+        matched()
+    return _from_row(model, connection, rows[0])
 
 
 def _statement(connection, meta, pk, changes: dict, where: dict) -> tuple[str, list]:

@@ -165,6 +165,23 @@ def test_record_interrupt_of_running_returns_the_row_as_it_now_stands(make_user)
     assert [request.by_name for request in row.interrupt_requests.all()] == ["alice"]
 
 
+def test_record_interrupt_of_running_tells_as_soon_as_the_row_holds_it():
+    """The push to the supervisor waits for the row, not for the audit."""
+    execution = running()
+    seen = []
+
+    def recorded() -> None:
+        row = fresh(execution)
+        seen.append((row.status, row.interrupt_force, row.interrupt_requests.count()))
+
+    Execution.record_interrupt_of_running(
+        execution.pk, source=Source.API, force=True, recorded=recorded
+    )
+
+    assert seen == [(Status.INTERRUPTING, True, 0)]
+    assert fresh(execution).interrupt_requests.count() == 1
+
+
 @pytest.mark.parametrize(
     "state", ["queued", "requested", Status.SUCCEEDED, Status.INTERRUPTED, "gone"]
 )

@@ -58,9 +58,7 @@ def record_running(
         by_name=by_name,
         force=force,
         reason=reason,
-        recorded=lambda execution: broadcast.interrupt_on_commit(
-            execution.id, force=execution.interrupt_force
-        ),
+        recorded=lambda: broadcast.interrupt_on_commit(execution_id, force=force),
     )
     if execution is not None:
         broadcast.status_changed_on_commit(execution.snapshot(), groups.STATUS)
