@@ -284,12 +284,17 @@ class Standings:
     - An answer past half its life is refreshed in the background while it
       is still used, so a busy socket's events do not wait for the database;
       only an answer past RECHECK_INTERVAL (or none) is waited for.
+    - Every answer still in use and past a quarter of its life goes along
+      in each trip: the sockets' refreshes fall into step, a trip or two
+      per half-life for them all, rather than a trip as each comes due.
 
     With hundreds of watchers, a trip per session per second, each waited
     for, had saturated that thread, and the events queued behind it."""
 
     def __init__(self) -> None:
         self._answers: dict[tuple, tuple[float, Any, bool]] = {}
+        #: When each key was last checked: whether its answer is in use.
+        self._used: dict[tuple, float] = {}
         #: Asked for and not yet in a trip: key → its answer, to come.
         self._waiting: dict[tuple, asyncio.Future] = {}
         #: In the trip in flight.
@@ -298,9 +303,10 @@ class Standings:
 
     async def check(self, session_key: str | None, user_id: Any) -> tuple[Any, bool]:
         key = (session_key, user_id)
+        now = self._used[key] = time.monotonic()
         answer = self._answers.get(key)
         if answer is not None:
-            age = time.monotonic() - answer[0]
+            age = now - answer[0]
             if age < RECHECK_INTERVAL:
                 if age >= RECHECK_INTERVAL / 2:
                     self._ask(key)  # ahead of need, not waited for
@@ -311,20 +317,29 @@ class Standings:
         """The answer to come for `key`: the trip in flight's, or the next's."""
         asked = self._in_flight.get(key) or self._waiting.get(key)
         if asked is None:
-            asked = asyncio.get_running_loop().create_future()
-            # A refresh nobody waits for may fail: that is not an error to
-            # report here (the next check asks again).
-            asked.add_done_callback(lambda done: done.cancelled() or done.exception())
-            self._waiting[key] = asked
+            asked = self._waiting[key] = _future()
             if self._asking is None:
                 self._asking = asyncio.ensure_future(self._trips())
         return asked
+
+    def _along(self, batch: dict[tuple, asyncio.Future]) -> None:
+        """Add to `batch` the answers in use (checked within their life)
+        that are past a quarter of it."""
+        now = time.monotonic()
+        for key, (checked_at, _, _) in self._answers.items():
+            if (
+                key not in batch
+                and now - checked_at >= RECHECK_INTERVAL / 4
+                and now - self._used.get(key, -RECHECK_INTERVAL) < RECHECK_INTERVAL
+            ):
+                batch[key] = _future()
 
     async def _trips(self) -> None:
         try:
             while self._waiting:
                 batch = self._in_flight = self._waiting
                 self._waiting = {}
+                self._along(batch)
                 try:
                     answers = await _standings(list(batch))
                 except Exception as error:
@@ -337,6 +352,7 @@ class Standings:
                 now = time.monotonic()
                 if len(self._answers) > 10_000:  # ended sessions: forget them
                     self._answers.clear()
+                    self._used.clear()
                 for key, asked in batch.items():
                     user, can_view = answers[key]
                     self._answers[key] = (now, user, can_view)
@@ -344,6 +360,14 @@ class Standings:
                         asked.set_result((user, can_view))
         finally:
             self._asking = None
+
+
+def _future() -> asyncio.Future:
+    asked = asyncio.get_running_loop().create_future()
+    # A refresh nobody waits for may fail: that is not an error to report
+    # here (the next check asks again).
+    asked.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return asked
 
 
 standings = Standings()

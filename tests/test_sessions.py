@@ -152,6 +152,35 @@ async def test_sessions_due_together_take_one_trip(monkeypatch):
     assert trips == [1, 299]
 
 
+async def test_sessions_checked_at_different_times_fall_into_step(monkeypatch):
+    """Each trip takes along the answers in use past a quarter of their life,
+    so sockets whose checks began apart share trips from then on; an answer
+    nobody has checked for a whole life is not refreshed."""
+    trips = []
+    clock = [100.0]
+    monkeypatch.setattr(sessions.time, "monotonic", lambda: clock[0])
+
+    async def standings(keys):
+        trips.append(sorted(keys))
+        return {key: ("alice", True) for key in keys}
+
+    async def at(offset: float, *keys: str) -> None:
+        clock[0] = 100.0 + offset * sessions.RECHECK_INTERVAL
+        for key in keys:
+            await checks.check(key, 1)
+        await asyncio.sleep(0)  # a refresh in the background takes its trip
+
+    monkeypatch.setattr(sessions, "_standings", standings)
+    checks = sessions.Standings()
+    await at(0, "s1", "gone")  # the socket of "gone" closes after this
+    await at(0.2, "s2")
+    await at(0.55, "s1", "s2")  # s1 past half its life: s2 and gone along
+    await at(1.1, "s1", "s2")  # gone unchecked for a life: left out
+
+    s1, s2, gone = ("s1", 1), ("s2", 1), ("gone", 1)
+    assert trips == [[s1], [gone], [s2], [gone, s1, s2], [s1, s2]]
+
+
 async def test_a_failed_trip_fails_its_checks_and_the_next_asks_again(monkeypatch):
     answers = iter([RuntimeError("database down"), ("alice", True)])
 
