@@ -10,7 +10,6 @@ session close.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 import time
@@ -23,24 +22,13 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import (
-    BACKEND_SESSION_KEY,
-    HASH_SESSION_KEY,
-    SESSION_KEY,
     get_user,
-    get_user_model,
 )
-from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.signals import user_logged_out
-from django.contrib.sessions.backends.db import SessionStore as DatabaseStore
-from django.core.exceptions import ValidationError
-from django.db import connections, router
 from django.dispatch import receiver
-from django.utils import timezone
-from django.utils.crypto import constant_time_compare
 
-from . import permissions, services
-from .permissions import MODEL_BACKEND
+from . import services, sessionrows
 
 logger = logging.getLogger(__name__)
 
@@ -100,49 +88,14 @@ RECHECK_INTERVAL = 1.0
 def socket_user(session_key: str | None, user_id: Any) -> Any:
     """The socket's user if its session still stands for them, else None:
     `session_user`'s answer, in one query with Django's session store and
-    authentication backend (the user's row with their session's data beside
-    it), in two or more through others."""
-    store = _default_store()
-    model = get_user_model()
-    alias = router.db_for_read(model)
-    if store is None or router.db_for_read(store.get_model_class()) != alias:
-        user = session_user(session_key)
-        if not user.is_authenticated or user.pk != user_id:
-            return None
-        return user
-    if not session_key:
+    authentication backend (`sessionrows`), in two or more through others."""
+    store = sessionrows.store()
+    if store is not None:
+        return sessionrows.socket_user(store, session_key, user_id)
+    user = session_user(session_key)
+    if not user.is_authenticated or user.pk != user_id:
         return None
-    rows = list(_user_with_session(store, connections[alias], session_key, user_id))
-    if not rows or rows[0].executions_session is None:
-        return None
-    user = rows[0]
-    session = _decoded(store, user.executions_session)
-    del user.executions_session
-    return user if _stands_for(session, user, user_id) else None
-
-
-def _user_with_session(store, connection, session_key: str, user_id: Any):
-    """The user's row and, beside it, the data of their session if it has
-    not expired; written from the models' meta (the ORM's building of the
-    subquery took 0.45 ms of the 0.55 the check cost)."""
-    quote = connection.ops.quote_name
-    users, sessions = get_user_model()._meta, store.get_model_class()._meta
-    sql = (
-        f"SELECT u.*, (SELECT s.{quote(sessions.get_field('session_data').column)} "
-        f"FROM {quote(sessions.db_table)} s "
-        f"WHERE s.{quote(sessions.pk.column)} = %s "
-        f"AND s.{quote(sessions.get_field('expire_date').column)} > %s) "
-        f"AS executions_session "
-        f"FROM {quote(users.db_table)} u WHERE u.{quote(users.pk.column)} = %s"
-    )
-    params = [
-        session_key,
-        connection.ops.adapt_datetimefield_value(timezone.now()),
-        users.pk.get_db_prep_value(user_id, connection),
-    ]
-    return (
-        get_user_model()._default_manager.db_manager(connection.alias).raw(sql, params)
-    )
+    return user
 
 
 current_user = database_sync_to_async(socket_user)
@@ -165,111 +118,11 @@ def _standing(
 def _standings(keys: list[tuple]) -> dict[tuple, tuple[Any, bool]]:
     """`_standing` for each (session key, user id): one trip for them all,
     and one permission check per user, however many sessions they have."""
-    answers = _in_bulk(keys)
+    answers = sessionrows.in_bulk(keys, services.PERMISSIONS["view"])
     if answers is not None:
         return answers
     can_view: dict[Any, bool] = {}
     return {key: _standing(*key, can_view) for key in keys}
-
-
-def _in_bulk(keys: list[tuple]) -> dict[tuple, tuple[Any, bool]] | None:
-    """`_standing` for all of `keys` in three queries (the sessions, their
-    users, which of them may view), with the default session store and
-    authentication backend; None with others (each key is then checked on
-    its own, through them). Checked one by one, 300 watchers' sessions took
-    0.7 s of the server's database thread every second.
-
-    The answers are `get_user`'s, short of its side effects: a session whose
-    hash no longer matches is reported ended but not flushed, and one that
-    matches a SECRET_KEY_FALLBACKS hash is valid but not cycled to the new
-    key (the browser's next request does both, as Django's middleware
-    would)."""
-    store = _default_store()
-    if store is None:
-        return None
-    rows = store.get_model_class().objects.filter(
-        session_key__in={key for key, _ in keys if key},
-        expire_date__gt=timezone.now(),
-    )
-    sessions = {row.session_key: _decoded(store, row.session_data) for row in rows}
-    model = get_user_model()
-    user_ids = {key: _named(session, model) for key, session in sessions.items()}
-    users = model._default_manager.in_bulk(set(user_ids.values()) - {None})
-    viewers = set(
-        ModelBackend()
-        .with_perm(services.PERMISSIONS["view"])
-        .filter(pk__in=list(users))
-        .values_list("pk", flat=True)
-    )
-    answers = {}
-    for key in keys:
-        session_key, user_id = key
-        user = users.get(user_ids.get(session_key))
-        if user is None or not _stands_for(sessions[session_key], user, user_id):
-            answers[key] = (None, False)
-        else:
-            answers[key] = (user, user.pk in viewers)
-    return answers
-
-
-@functools.lru_cache(maxsize=4096)
-def _decoded(store, data: str) -> dict:
-    """A session's data as the store decodes it (its signature checked),
-    once per distinct data: a socket's session seldom changes between its
-    checks, and the decoding was a fifth of each. Read only."""
-    return store().decode(data)
-
-
-def _default_store():
-    """The session store's class if it and the authentication backend are
-    Django's own database store and model backend, whose checks are done
-    here in fewer queries; None otherwise."""
-    store = import_module(settings.SESSION_ENGINE).SessionStore
-    if (
-        not issubclass(store, DatabaseStore)
-        or store.load is not DatabaseStore.load
-        or not permissions.model_backend_only()
-    ):
-        return None
-    return store
-
-
-def _stands_for(session: dict, user, user_id: Any) -> bool:
-    """`get_user`'s verdict on a decoded session and the user it names,
-    short of its side effects (see `_in_bulk`), and that this is the
-    socket's user."""
-    return (
-        _named(session, type(user)) == user.pk == user_id
-        and ModelBackend().user_can_authenticate(user)
-        and _hash_matches(user, session)
-    )
-
-
-def _named(session: dict, model) -> Any:
-    """The key of the user a decoded session is logged in as through the
-    model backend, or None."""
-    if session.get(BACKEND_SESSION_KEY) != MODEL_BACKEND:
-        return None
-    try:
-        return model._meta.pk.to_python(session[SESSION_KEY])
-    except (KeyError, ValidationError):
-        return None
-
-
-def _hash_matches(user, session: dict) -> bool:
-    """`get_user`'s verification: the session carries the user's auth hash
-    (or one made with a fallback secret)."""
-    if not hasattr(user, "get_session_auth_hash"):
-        return True
-    session_hash = session.get(HASH_SESSION_KEY)
-    if not session_hash:
-        return False
-    if constant_time_compare(session_hash, user.get_session_auth_hash()):
-        return True
-    return any(
-        constant_time_compare(session_hash, fallback)
-        for fallback in user.get_session_auth_fallback_hash()
-    )
 
 
 class Standings:

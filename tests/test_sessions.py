@@ -9,10 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission
-from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from executions import sessions
 from executions.models import Status
@@ -236,7 +233,7 @@ async def test_one_permission_check_per_user_in_a_trip(make_user, monkeypatch):
         keys.append((client.cookies["sessionid"].value, alice.pk))
     checked = []
     # One by one, as with a session store or backend other than Django's own.
-    monkeypatch.setattr(sessions, "_in_bulk", lambda keys: None)
+    monkeypatch.setattr(sessions.sessionrows, "in_bulk", lambda keys, permission: None)
     can = sessions.services.can
     monkeypatch.setattr(
         sessions.services,
@@ -263,83 +260,6 @@ async def test_a_recheck_reads_the_session_as_django_does(make_user):
     assert (user.pk, can_view) == (alice.pk, True)
     assert answers[(key, alice.pk + 1)] == (None, False)
     assert answers[("gone", alice.pk)] == (None, False)
-
-
-@pytest.mark.django_db(transaction=False)
-def test_the_bulk_check_answers_as_djangos_own_does(
-    make_user, settings, django_user_model
-):
-    """One trip's three queries, and one socket's single query, give each
-    session the answer that Django's `get_user` and `has_perm`, one session
-    at a time, give it."""
-    viewer = make_user("view")
-    other = make_user("view")
-    nobody = make_user()
-    inactive = make_user("view")
-    boss = make_user(is_superuser=True)
-    keys = []
-
-    def session_of(user) -> str:
-        client = Client()
-        client.force_login(user)
-        return client.cookies["sessionid"].value
-
-    for user in (viewer, other, nobody, inactive, boss):
-        keys.append((session_of(user), user.pk))
-    keys.append((session_of(viewer), other.pk))  # someone else's session
-    keys.append(("no-such-session", viewer.pk))
-    keys.append((None, viewer.pk))
-    changed = session_of(other)  # then the password changes elsewhere
-    other.set_password("a new one")
-    other.save()
-    keys.append((changed, other.pk))
-    inactive.is_active = False
-    inactive.save()
-    expired = session_of(viewer)
-    from django.contrib.sessions.models import Session
-
-    Session.objects.filter(pk=expired).update(expire_date=timezone.now())
-    keys.append((expired, viewer.pk))
-
-    with CaptureQueriesContext(connection) as queries:
-        bulk = sessions._in_bulk(keys)
-    assert len(queries) == 3
-    alone = {}
-    for key in keys:
-        with CaptureQueriesContext(connection) as queries:
-            alone[key] = sessions.socket_user(*key)
-        assert len(queries) <= 1  # none without a session key
-
-    def djangos(session_key, user_id):
-        """Django's own answer: its session store, `get_user`, `has_perm`."""
-        user = sessions.session_user(session_key)
-        if not user.is_authenticated or user.pk != user_id:
-            return None, False
-        return user.pk, user.has_perm("executions.view_execution")
-
-    def plain(answers):
-        return {key: (user and user.pk, can) for key, (user, can) in answers.items()}
-
-    expected = {key: djangos(*key) for key in keys}
-    assert plain(bulk) == expected
-    assert {key: user and user.pk for key, user in alone.items()} == {
-        key: pk for key, (pk, _) in expected.items()
-    }
-    assert plain(bulk)[keys[0]] == (viewer.pk, True)
-    assert plain(bulk)[keys[2]] == (nobody.pk, False)
-    assert plain(bulk)[keys[4]] == (boss.pk, True)
-
-
-@pytest.mark.django_db(transaction=False)
-def test_other_session_stores_are_checked_one_by_one(make_user, settings):
-    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cache"
-    assert sessions._in_bulk([("key", 1)]) is None
-    settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
-    settings.AUTHENTICATION_BACKENDS = [
-        "django.contrib.auth.backends.ModelBackend",
-        "django.contrib.auth.backends.RemoteUserBackend",
-    ]
-    assert sessions._in_bulk([("key", 1)]) is None
 
 
 @pytest.mark.django_db(transaction=False)
