@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from channels.db import DatabaseSyncToAsync
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -76,13 +76,45 @@ def beat(ids: list[str]) -> None:
     )
 
 
+#: Rows per progress statement (SQLite allows 32,766 parameters).
+PROGRESS_ROWS = 500
+
+
 @runtime_database
 def save_progress(batch: dict[str, list[dict]]) -> None:
-    with transaction.atomic():
-        for execution_id, steps in batch.items():
-            Execution.objects.filter(pk=execution_id, status__in=RUNNING).update(
-                steps=steps
-            )
+    """Every run's steps, in one statement per PROGRESS_ROWS runs, of the
+    rows still running. One UPDATE each, in a transaction, held SQLite's
+    write lock for 30-50 ms with 100 runs going, every half second: a door's
+    interrupt in that window waited for it."""
+    items = list(batch.items())
+    connection = connections[router.db_for_write(Execution)]
+    for start in range(0, len(items), PROGRESS_ROWS):
+        sql, params = _progress_statement(
+            connection, items[start : start + PROGRESS_ROWS]
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+def _progress_statement(connection, items: list[tuple[str, list[dict]]]):
+    """`UPDATE … SET steps = CASE pk WHEN … END WHERE pk IN (…) AND status IN
+    (running ones)`, from the model's meta, as returning.update writes."""
+    meta = Execution._meta
+    quote = connection.ops.quote_name
+    pk, steps, status = meta.pk, meta.get_field("steps"), meta.get_field("status")
+    keys = [pk.get_db_prep_value(execution_id, connection) for execution_id, _ in items]
+    cases, params = [], []
+    for key, (_, value) in zip(keys, items, strict=True):
+        cases.append("WHEN %s THEN %s")
+        params += [key, steps.get_db_prep_save(value, connection)]
+    params += keys + list(RUNNING)
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {quote(steps.column)} = "
+        f"CASE {quote(pk.column)} {' '.join(cases)} END "
+        f"WHERE {quote(pk.column)} IN ({', '.join(['%s'] * len(keys))}) "
+        f"AND {quote(status.column)} IN ({', '.join(['%s'] * len(RUNNING))})"
+    )
+    return sql, params
 
 
 @runtime_database

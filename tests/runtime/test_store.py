@@ -10,7 +10,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from executions import services
-from executions.models import Status
+from executions.models import Execution, Status
 from executions.runtime import store
 from tests.factories import execution
 
@@ -46,3 +46,30 @@ async def test_a_door_does_not_wait_for_the_runtimes_database_work():
     finally:
         release.set()
         await busy
+
+
+async def test_progress_of_many_runs_is_one_statement_for_the_running_rows(
+    monkeypatch,
+):
+    running = [
+        await database_sync_to_async(execution)(Status.RUNNING) for _ in range(5)
+    ]
+    done = await database_sync_to_async(execution)(Status.SUCCEEDED)
+    monkeypatch.setattr(store, "PROGRESS_ROWS", 3)  # two statements for six
+    steps = {
+        str(row.pk): [{"id": "a", "status": "running", "n": number}]
+        for number, row in enumerate([*running, done])
+    }
+
+    await store.save_progress(steps)
+
+    @database_sync_to_async
+    def stored() -> dict[str, list]:
+        return {
+            str(pk): value for pk, value in Execution.objects.values_list("pk", "steps")
+        }
+
+    now = await stored()
+    for row in running:
+        assert now[str(row.pk)] == steps[str(row.pk)]
+    assert now[str(done.pk)] == done.steps  # finished: left as it ended
