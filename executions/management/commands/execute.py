@@ -12,6 +12,7 @@ import asyncio
 import getpass
 import json
 import signal
+from typing import TYPE_CHECKING
 
 from channels.db import database_sync_to_async
 from django.core.management.base import BaseCommand, CommandError
@@ -19,13 +20,10 @@ from django.core.management.base import BaseCommand, CommandError
 from executions import services
 from executions.models import Execution, Source, Status
 from executions.runtime.supervisor import Supervisor
-from executions.terminal import (
-    ClosedPipeSafe,
-    TerminalBars,
-    describe_cmds,
-    interrupt_notice,
-    report,
-)
+from executions.terminal import ClosedPipeSafe, describe_cmds, interrupt_notice, report
+
+if TYPE_CHECKING:
+    from executions.bars import TerminalBars
 
 EXIT_CODES = {
     Status.SUCCEEDED: 0,
@@ -142,8 +140,13 @@ class Command(BaseCommand):
                 f"is {execution.status}.",
                 returncode=BUSY,
             )
-        bars = None if as_json else TerminalBars(self.stdout._out, quiet=quiet)
-        if bars:
+        bars = None
+        if not as_json:
+            # Here, not at the top: rich is tens of milliseconds to import,
+            # which --json never needs and the ID need not wait for.
+            from executions.bars import TerminalBars
+
+            bars = TerminalBars(self.stdout._out, quiet=quiet)
             bars.say(f"{execution.title} ({execution.cmd})", "bold")
         execution = asyncio.run(self.run(supervisor, execution, bars))
         self.finish(execution, bars, as_json=as_json)
