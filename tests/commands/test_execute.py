@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 
 import pytest
@@ -160,6 +161,15 @@ def test_execute_prints_the_id_before_importing_rich_for_the_bars(
     rich = rich_imported_at(lines)
     assert rich is not None
     assert lines.index(printed[0]) < rich
+
+
+@pytest.mark.django_db(transaction=True)
+def test_execute_in_process_leaves_the_callers_collector_alone(capsys):
+    frozen = gc.get_freeze_count()
+
+    call_command("execute", *demo_steps("count=1", "seconds=0"), "--json")
+
+    assert gc.get_freeze_count() == frozen
 
 
 @pytest.mark.django_db(transaction=True)
