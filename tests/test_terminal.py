@@ -1,10 +1,7 @@
-"""The terminal's presentation: the Ctrl-C notices, the overall row and its
-countdown to force, and the final report in the pages' words."""
+"""The terminal's words: the Ctrl-C notices and the final report in the
+pages' words."""
 
 from __future__ import annotations
-
-import io
-import time
 
 import pytest
 
@@ -35,40 +32,6 @@ def test_interrupt_notice_offers_force_only_while_the_run_goes_on():
 def test_notices_fit_one_line_of_an_80_column_terminal():
     for text in (terminal.GRACEFUL, terminal.IGNORED, terminal.FORCED, terminal.ENDED):
         assert len(text) <= 80
-
-
-def test_overall_row_counts_work_and_shows_the_countdown_to_force():
-    execution = recorded(count=2, ticks=4)
-    bars = terminal.TerminalBars(io.StringIO())
-    bars.started(execution)
-    first = {**execution.steps[0], "status": "succeeded"}
-    first["progress"] = {**first["progress"], "done": 4}
-    second = {**execution.steps[1], "status": "running"}
-    second["progress"] = {**second["progress"], "done": 2}
-
-    bars.step(first)
-    bars.step(second)
-    bars.interrupt_requested(force=False, force_after=12)
-
-    overall = bars.progress.tasks[0]
-    assert overall.percentage == 75
-    note = terminal._Note().render(overall)
-    assert note.plain in ("forcing in 12 s", "forcing in 11 s")
-    bars.interrupt_requested(force=True, force_after=12)
-    assert terminal._Note().render(overall).plain == ""
-
-
-def test_finished_run_ends_the_countdown_and_says_ctrl_c_has_nothing_to_stop():
-    execution = recorded(count=1)
-    bars = terminal.TerminalBars(io.StringIO())
-    bars.started(execution)
-    bars.interrupt_requested(force=False, force_after=30)
-    assert bars.progress.tasks[0].fields["force_at"] > time.monotonic()
-
-    bars.finished(execution)
-
-    assert bars.ended is True
-    assert bars.progress.tasks[0].fields["force_at"] is None
 
 
 def test_report_lists_every_interrupt_request_in_the_pages_words(make_user):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 
 import pytest
@@ -118,6 +119,57 @@ def test_execute_json_prints_id_then_snapshot(execute):
     execution_id = process.lines[0]
     assert '"status": "succeeded"' in process.output
     assert Execution.objects.get(pk=execution_id).status == Status.SUCCEEDED
+
+
+def execute_importtime(manage_py, env, *args: str) -> tuple[int, list[str]]:
+    """Run `execute` under `python -X importtime`: its output lines, each
+    module it imported among them as `import time: ... | name`."""
+    python, script = manage_py
+    process = Process([python, "-X", "importtime", script, "execute", *args], env)
+    return process.wait(), process.lines
+
+
+def rich_imported_at(lines: list[str]) -> int | None:
+    """The index of the first line that imports rich, if one does."""
+    for index, line in enumerate(lines):
+        name = line.rsplit("|", 1)[-1].strip()
+        if line.startswith("import time:") and name.split(".")[0] == "rich":
+            return index
+    return None
+
+
+def test_execute_json_never_imports_rich(manage_py, subprocess_env):
+    args = (*demo_steps("count=1", "seconds=0"), "--json")
+
+    code, lines = execute_importtime(manage_py, subprocess_env, *args)
+
+    assert code == 0
+    assert rich_imported_at(lines) is None
+
+
+def test_execute_prints_the_id_before_importing_rich_for_the_bars(
+    manage_py, subprocess_env
+):
+    args = demo_steps("count=1", "seconds=0")
+
+    code, lines = execute_importtime(manage_py, subprocess_env, *args)
+
+    assert code == 0
+    printed = [line for line in lines if not line.startswith("import time:")]
+    execution = Execution.objects.get(pk=printed[0])
+    assert execution.status == Status.SUCCEEDED
+    rich = rich_imported_at(lines)
+    assert rich is not None
+    assert lines.index(printed[0]) < rich
+
+
+@pytest.mark.django_db(transaction=True)
+def test_execute_in_process_leaves_the_callers_collector_alone(capsys):
+    frozen = gc.get_freeze_count()
+
+    call_command("execute", *demo_steps("count=1", "seconds=0"), "--json")
+
+    assert gc.get_freeze_count() == frozen
 
 
 @pytest.mark.django_db(transaction=True)
