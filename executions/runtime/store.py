@@ -11,7 +11,8 @@ relay); the doors keep Django's."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import os
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from datetime import datetime
 
 from channels.db import DatabaseSyncToAsync
@@ -22,8 +23,29 @@ from django.utils import timezone
 from ..models import RUNNING, Execution, LogLine, Status
 from . import interrupts
 
-#: One thread: the runtime's writes keep their order, as they did in Django's.
-_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="executions-runtime-db")
+
+class _RuntimeThread(Executor):
+    """One thread, so the runtime's writes keep their order, as they did in
+    Django's. A forked child (a prefork pool's) gets a thread of its own: the
+    parent's would not exist there, and work handed to it would never run."""
+
+    def __init__(self) -> None:
+        self._renew()
+        os.register_at_fork(after_in_child=self._renew)
+
+    def _renew(self) -> None:
+        self._pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="executions-runtime-db"
+        )
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, **options) -> None:
+        self._pool.shutdown(wait, **options)
+
+
+_thread = _RuntimeThread()
 
 
 def runtime_database(function):

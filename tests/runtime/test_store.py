@@ -4,6 +4,7 @@ request does not queue behind a run's writes, nor a run's behind the doors."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 
 import pytest
@@ -73,3 +74,26 @@ async def test_progress_of_many_runs_is_one_statement_for_the_running_rows(
     for row in running:
         assert now[str(row.pk)] == steps[str(row.pk)]
     assert now[str(done.pk)] == done.steps  # finished: left as it ended
+
+
+def test_a_forked_child_gets_a_runtime_thread_of_its_own():
+    """A prefork pool forks its children after the parent may have used the
+    runtime's thread: work handed to it in a child must still run."""
+    assert store._thread.submit(lambda: 1).result(timeout=5) == 1  # started
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer through the pipe, then leave at once
+        try:
+            answer = store._thread.submit(lambda: b"ran").result(timeout=5)
+        except BaseException:
+            answer = b"hung"
+        os.write(write, answer)
+        os._exit(0)
+    os.close(write)
+    try:
+        answer = os.read(read, 16)
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+
+    assert answer == b"ran"
