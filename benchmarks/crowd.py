@@ -155,6 +155,16 @@ def make_sessions(count: int) -> list[str]:
     return keys
 
 
+async def until_all_finished(watchers, timeout: float = 30) -> None:
+    """Until every watcher's last frames include `finished` (or `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(
+        any('"finished"' in raw[:40] for _, raw in log[-3:])
+        for log in watchers.received
+    ):
+        await asyncio.sleep(0.05)
+
+
 def finished_at(key: str) -> float | None:
     from executions.models import Execution
 
@@ -269,12 +279,7 @@ async def crowd_round(
     with Usage(daphne) as ending:
         sent, _ = await server.interrupt_api(key)
         await server.wait("done", key)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not all(
-            any('"finished"' in raw[:40] for _, raw in log[-3:])
-            for log in watchers.received
-        ):
-            await asyncio.sleep(0.05)
+        await until_all_finished(watchers)
     await watchers.close()
     terminal = await asyncio.to_thread(finished_at, key)
     final = server.collector.all("final", key)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -203,12 +202,7 @@ async def watched(context: Context, sampler: Sampler, labels: list[str]) -> str:
             await asyncio.sleep(0.3)  # py-spy attached before the interrupt
             await server.interrupt_api(key)
             await server.wait("done", key)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not all(
-                any('"finished"' in raw[:40] for _, raw in log[-3:])
-                for log in watchers.received
-            ):
-                await asyncio.sleep(0.05)
+            await crowd.until_all_finished(watchers)
             while window.open:
                 await asyncio.sleep(0.1)
         await watchers.close()

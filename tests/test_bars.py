@@ -7,21 +7,14 @@ import time
 
 import pytest
 
-from executions import services
 from executions.bars import TerminalBars, _Note
-from executions.models import Source
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
 
-def recorded(**params):
-    return services.start_execution(
-        "demo.steps", params, source=Source.CLI, dispatch=False
-    ).execution
-
-
 def test_overall_row_counts_work_and_shows_the_countdown_to_force():
-    execution = recorded(count=2, ticks=4)
+    execution = factories.execution(params={"count": 2, "ticks": 4})
     bars = TerminalBars(io.StringIO())
     bars.started(execution)
     first = {**execution.steps[0], "status": "succeeded"}
@@ -42,7 +35,7 @@ def test_overall_row_counts_work_and_shows_the_countdown_to_force():
 
 
 def test_finished_run_ends_the_countdown_and_says_ctrl_c_has_nothing_to_stop():
-    execution = recorded(count=1)
+    execution = factories.execution(params={"count": 1})
     bars = TerminalBars(io.StringIO())
     bars.started(execution)
     bars.interrupt_requested(force=False, force_after=30)

@@ -7,14 +7,9 @@ import pytest
 
 from executions import services, terminal
 from executions.models import Source, Status
+from tests import factories
 
 pytestmark = pytest.mark.django_db
-
-
-def recorded(**params):
-    return services.start_execution(
-        "demo.steps", params, source=Source.CLI, dispatch=False
-    ).execution
 
 
 def test_interrupt_notice_offers_force_only_while_the_run_goes_on():
@@ -36,7 +31,7 @@ def test_notices_fit_one_line_of_an_80_column_terminal():
 
 def test_report_lists_every_interrupt_request_in_the_pages_words(make_user):
     alice = make_user("view", "interrupt", username="alice")
-    execution = recorded(count=30)
+    execution = factories.execution(params={"count": 30})
     execution.claim("test-runner")
     services.request_interrupt(
         execution.id, user=alice, source=Source.WEB, reason="wrong branch"
