@@ -4,6 +4,8 @@ A step reports 1,000,000 increments with `ctx.progress.advance()`:
 
 - cost per call: the step's own loop, timed inside it, over the million
   calls, while a real run samples it every EXECUTIONS_PROGRESS_INTERVAL;
+  and then a million `ctx.checkpoint()` calls (no interrupt asked for: the
+  cost a step pays for checking often);
   floors: the same loop doing nothing, and calling a no-op method (any
   Python call costs that much);
 - events reaching the channel layer: a real `Supervisor` (Django, in-memory
@@ -76,7 +78,13 @@ def _tight(ctx) -> dict:
     started = time.perf_counter()
     for _ in range(INCREMENTS):
         ctx.progress.advance()
-    return {"ns_per_call": (time.perf_counter() - started) / INCREMENTS * 1e9}
+    advanced = time.perf_counter()
+    for _ in range(INCREMENTS):
+        ctx.checkpoint()
+    return {
+        "ns_per_call": (advanced - started) / INCREMENTS * 1e9,
+        "checkpoint_ns": (time.perf_counter() - advanced) / INCREMENTS * 1e9,
+    }
 
 
 async def _tight_async(ctx) -> dict:
@@ -181,12 +189,14 @@ async def run(context: Context) -> None:
         ("bench.progress.tight", "advance() in a sync step, run sampling it"),
         ("bench.progress.tight-async", "advance() in an async step, run sampling it"),
     ):
-        samples = []
+        samples, checkpoints = [], []
         for _ in range(5):
             scheduler = Scheduler(registry.get(name).build({"seconds": 0}), {})
             await scheduler.run()
             samples.append(scheduler.results["count"]["ns_per_call"])
+            checkpoints.append(scheduler.results["count"]["checkpoint_ns"])
         rows[label] = samples
+        rows[label.replace("advance()", "checkpoint()")] = checkpoints
 
     runs = {}
     seconds = 1.0 if context.quick else 3.0

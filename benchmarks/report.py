@@ -235,6 +235,17 @@ def targets(results: dict) -> str:
         lines.append(
             _check("cost of advance()", f"{cost:.0f} ns", "≤ 1 µs", cost <= 1000)
         )
+        check = section["cost_ns"].get("checkpoint() in a sync step, run sampling it")
+        if check:
+            ratio = check["p50"] / cost
+            lines.append(
+                _check(
+                    "cost of checkpoint() vs advance()",
+                    f"{check['p50']:.0f} vs {cost:.0f} ns ({ratio:.2f}×)",
+                    "≤ 2×",
+                    ratio <= 2,
+                )
+            )
         rate = max(run["steady_per_second"] for run in section["runs"].values())
         lines.append(
             _check(
