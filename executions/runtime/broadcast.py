@@ -28,11 +28,6 @@ async def send(group: str, message: dict) -> None:
     await _deliver("group_send", group, message)
 
 
-async def send_to(channel: str, message: dict) -> None:
-    """Send to one channel (a worker's wake-up), best effort."""
-    await _deliver("send", channel, message)
-
-
 async def _deliver(method: str, name: str, message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
@@ -47,20 +42,38 @@ async def _deliver(method: str, name: str, message: dict) -> None:
         quiet.recovered("layer")
 
 
-def from_sync(function, *args) -> None:
-    """Run an async send from sync code, and wait for it.
+def from_sync(method: str, name: str, message: dict) -> None:
+    """`group_send` or `send` from sync code, best effort, and wait for it.
 
-    Inside an ASGI server's sync view (asgiref's `sync_to_async`), and with
-    the in-memory layer (whose queues belong to their consumers' loop), that
-    is asgiref's `async_to_sync`. Anywhere else (a management command, a
-    Celery task, a long-lived client calling the service), `async_to_sync`
-    would make a new event loop, and with it a new Redis connection, for
-    every push: those run on one loop this process keeps for them instead."""
-    outer = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
-    if outer is not None or isinstance(get_channel_layer(), InMemoryChannelLayer):
-        async_to_sync(function)(*args)
+    On channels_redis's pub/sub layer that is one PUBLISH on a connection
+    this process keeps (`_SyncPublisher`), from the calling thread: no event
+    loop, no thread hop, in a door's thread as in a management command, a
+    Celery task or a long-lived client calling the service. On other layers:
+    inside an ASGI server's sync view (asgiref's `sync_to_async`), and with
+    the in-memory layer (whose queues belong to their consumers' loop),
+    asgiref's `async_to_sync`; anywhere else, `async_to_sync` would make a
+    new event loop, and with it a new connection, for every push: those run
+    on one loop this process keeps for them instead."""
+    layer = get_channel_layer()
+    if layer is None:
         return
-    asyncio.run_coroutine_threadsafe(function(*args), _push_loop()).result()
+    publisher = _sync_publisher(layer)
+    if publisher is not None:
+        try:
+            publisher.publish(method, name, message)
+        except Exception:
+            quiet.warning("layer", "%s to %s failed", method, name, exc_info=True)
+        else:
+            quiet.recovered("layer")
+        return
+    outer = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if outer is not None or isinstance(layer, InMemoryChannelLayer):
+        async_to_sync(_deliver)(method, name, message)
+        return
+    future = asyncio.run_coroutine_threadsafe(
+        _deliver(method, name, message), _push_loop()
+    )
+    future.result()
 
 
 _push = {"loop": None, "pid": None}
@@ -78,8 +91,76 @@ def _push_loop() -> asyncio.AbstractEventLoop:
         return _push["loop"]
 
 
+class _SyncPublisher:
+    """What channels_redis's pub/sub layer sends, sent from sync code.
+
+    Its `group_send(group, message)` and `send(channel, message)` are each
+    one PUBLISH of the layer's serialized message (msgpack, encrypted if the
+    layer has keys) to a Redis channel named and sharded by the layer's own
+    per-loop half, `RedisPubSubLoopLayer`. One is made here for its naming
+    and sharding only (it connects nothing until used, and is never used
+    to send); the PUBLISH goes on a redis-py connection pool per shard,
+    which is thread-safe and starts afresh in a forked child.
+    tests/scaleout/test_broadcast.py holds it to the layer's own receive."""
+
+    #: Seconds a PUBLISH may wait on a Redis that accepted the connection but
+    #: does not answer, unless the layer's host sets `socket_timeout`: a door
+    #: waits that long at most, then the push is given up (the database poll
+    #: still delivers).
+    TIMEOUT = 5.0
+
+    def __init__(self, layer, loop_layer) -> None:
+        import redis
+
+        self._layer = layer
+        self._naming = loop_layer
+        self._clients = []
+        for shard in loop_layer._shards:
+            host = {"socket_timeout": self.TIMEOUT, **shard.host}
+            address = host.pop("address")
+            self._clients.append(redis.Redis.from_url(address, **host))
+
+    @classmethod
+    def for_layer(cls, layer) -> _SyncPublisher | None:
+        """A publisher for `layer`, or None when it is not the pub/sub layer
+        on plain Redis addresses (Sentinel and the core layer keep the loop)."""
+        if type(layer).__module__ != "channels_redis.pubsub":
+            return None  # and channels_redis, an optional dependency, not needed
+        from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
+
+        if type(layer) is not RedisPubSubChannelLayer:
+            return None
+        loop_layer = RedisPubSubLoopLayer(
+            *layer._args, channel_layer=layer, **layer._kwargs
+        )
+        if not all("address" in shard.host for shard in loop_layer._shards):
+            return None
+        return cls(layer, loop_layer)
+
+    def publish(self, method: str, name: str, message: dict) -> None:
+        if method == "group_send":
+            name = self._naming._get_group_channel_name(name)
+        elif method != "send":
+            raise ValueError(f"Unknown layer method {method!r}.")
+        index = self._naming._shards.index(self._naming._get_shard(name))
+        self._clients[index].publish(name, self._layer.serialize(message))
+
+
+_publishers: dict[int, tuple[object, _SyncPublisher | None]] = {}
+
+
+def _sync_publisher(layer) -> _SyncPublisher | None:
+    """The layer's publisher, made once per layer object (the layer is
+    Django's one per alias; a test that swaps settings makes a new one)."""
+    known = _publishers.get(id(layer))
+    if known is None or known[0] is not layer:
+        known = (layer, _SyncPublisher.for_layer(layer))
+        _publishers[id(layer)] = known
+    return known[1]
+
+
 def send_on_commit(group: str, message: dict) -> None:
-    transaction.on_commit(lambda: from_sync(send, group, message))
+    transaction.on_commit(lambda: from_sync("group_send", group, message))
 
 
 def status_messages(snapshot: dict, event: str = groups.STATUS) -> list:

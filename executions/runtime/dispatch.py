@@ -79,7 +79,7 @@ def dispatch(execution_id) -> None:
     if conf.RUNNER != "inprocess":
         # The row waits in the database queue; this only wakes a worker.
         broadcast.from_sync(
-            broadcast.send_to,
+            "send",
             groups.WORKER_CHANNEL,
             {"type": groups.RUN_REQUEST, "execution_id": str(execution_id)},
         )

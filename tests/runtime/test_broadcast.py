@@ -37,7 +37,7 @@ def recording_layer(settings):
 def push_from_a_plain_thread() -> None:
     thread = threading.Thread(
         target=broadcast.from_sync,
-        args=(broadcast.send, "execution.x", {"type": "execution.status"}),
+        args=("group_send", "execution.x", {"type": "execution.status"}),
     )
     thread.start()
     thread.join()
@@ -46,7 +46,7 @@ def push_from_a_plain_thread() -> None:
 def test_sync_pushes_share_one_loop_and_its_connection(recording_layer):
     for _ in range(3):
         push_from_a_plain_thread()
-    broadcast.from_sync(broadcast.send, "execution.x", {"type": "execution.status"})
+    broadcast.from_sync("group_send", "execution.x", {"type": "execution.status"})
 
     assert len(seen_loops) == 4
     assert len(set(seen_loops)) == 1
@@ -56,7 +56,7 @@ async def test_a_push_from_a_sync_view_runs_on_the_servers_loop(recording_layer)
     from asgiref.sync import sync_to_async
 
     await sync_to_async(broadcast.from_sync)(
-        broadcast.send, "execution.x", {"type": "execution.status"}
+        "group_send", "execution.x", {"type": "execution.status"}
     )
 
     server_loop = id(asyncio.get_running_loop())
