@@ -117,8 +117,10 @@ def _ignore(number, frame) -> None:
 
 async def _serve(spec: RunSpec, sock: socket.socket) -> None:
     loop = asyncio.get_running_loop()
-    reader, writer = await asyncio.open_unix_connection(sock=sock, limit=LINE_LIMIT)
     interrupt = InterruptSignal()
+    control = _Control(interrupt)
+    transport, _ = await loop.create_unix_connection(lambda: control, sock=sock)
+    writer = asyncio.StreamWriter(transport, control, None, loop)
 
     def send(message: dict[str, Any]) -> None:
         writer.write(encode(message))
@@ -138,7 +140,6 @@ async def _serve(spec: RunSpec, sock: socket.socket) -> None:
         unsent = 0
 
     interrupt.add_listener(on_signal)
-    listening = asyncio.ensure_future(_listen(reader, interrupt))
     report = await run_spec(
         spec,
         interrupt,
@@ -152,24 +153,42 @@ async def _serve(spec: RunSpec, sock: socket.socket) -> None:
         {"t": "report", "outcome": report.outcome.to_dict(), "results": report.results}
     )
     await writer.drain()
-    listening.cancel()
 
 
-async def _listen(reader: asyncio.StreamReader, interrupt: InterruptSignal) -> None:
-    while True:
-        try:
-            line = await reader.readline()
-        except OSError:
-            # A supervisor killed with our messages unread in its socket
-            # (SIGKILL mid-run) reads as a reset, not as EOF: gone all the same.
-            line = b""
-        if not line:
-            # The supervisor is gone: nobody would record what happens next.
-            # Stop at once, with everything this run started.
-            os.killpg(0, signal.SIGKILL)
-        message = json.loads(line)
-        if message.get("t") == "interrupt":
-            interrupt.request(force=bool(message.get("force")))
+class _Control(asyncio.StreamReaderProtocol):
+    """The supervisor's end of the socket, as this process hears it: each
+    interrupt sets the signal in the callback that reads it, with no reader
+    task to wake on the way (the hop an interrupt waits for). Writes go
+    through a StreamWriter on it, with the protocol's flow control."""
+
+    def __init__(self, interrupt: InterruptSignal) -> None:
+        # The StreamReader is the base class's; nothing is ever fed to it.
+        super().__init__(asyncio.StreamReader(limit=LINE_LIMIT))
+        self._interrupt = interrupt
+        self._partial = b""
+
+    def data_received(self, data: bytes) -> None:
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        for line in lines:
+            message = json.loads(line)
+            if message.get("t") == "interrupt":
+                self._interrupt.request(force=bool(message.get("force")))
+
+    def eof_received(self) -> bool:
+        _supervisor_gone()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # A supervisor killed with our messages unread in its socket (SIGKILL
+        # mid-run) reads as a reset, not as EOF: gone all the same.
+        super().connection_lost(exc)
+        _supervisor_gone()
+
+
+def _supervisor_gone() -> None:
+    """Nobody would record what happens next: stop at once, with everything
+    this run started."""
+    os.killpg(0, signal.SIGKILL)
 
 
 # -- the supervisor's side ---------------------------------------------------------
