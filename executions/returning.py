@@ -9,10 +9,11 @@ own converters.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
-from django.db import models
+from django.db import connections, models
 
 
 def supported(connection) -> bool:
@@ -47,29 +48,35 @@ def update(
 
 
 def _statement(connection, meta, pk, changes: dict, where: dict) -> tuple[str, list]:
-    quote = connection.ops.quote_name
-    assignments, params = [], []
+    params = []
     for name, value in changes.items():
         field = meta.get_field(name)
         if field.is_relation:  # a user, or None: written as its key
             value = value.pk if value is not None else None
-        assignments.append(f"{quote(field.column)} = %s")
         params.append(field.get_db_prep_save(value, connection))
-    conditions = [f"{quote(meta.pk.column)} = %s"]
     params.append(meta.pk.get_db_prep_value(pk, connection))
     for name, value in where.items():
-        field = meta.get_field(name)
-        if value is None:
-            conditions.append(f"{quote(field.column)} IS NULL")
-        else:
-            conditions.append(f"{quote(field.column)} = %s")
-            params.append(field.get_db_prep_value(value, connection))
+        if value is not None:
+            params.append(meta.get_field(name).get_db_prep_value(value, connection))
+    shape = tuple((name, value is None) for name, value in where.items())
+    return _sql(connection.alias, meta, tuple(changes), shape), params
+
+
+@functools.lru_cache(maxsize=64)
+def _sql(alias: str, meta, changed: tuple, where: tuple) -> str:
+    """The statement's text for one shape of call: the same on every call
+    of a door (what changes is in the parameters)."""
+    quote = connections[alias].ops.quote_name
+    assignments = [f"{quote(meta.get_field(name).column)} = %s" for name in changed]
+    conditions = [f"{quote(meta.pk.column)} = %s"]
+    for name, is_null in where:
+        column = quote(meta.get_field(name).column)
+        conditions.append(f"{column} IS NULL" if is_null else f"{column} = %s")
     columns = ", ".join(quote(field.column) for field in meta.concrete_fields)
-    sql = (
+    return (
         f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
         f"WHERE {' AND '.join(conditions)} RETURNING {columns}"
     )
-    return sql, params
 
 
 def _from_row(model, connection, row) -> models.Model:
