@@ -406,10 +406,36 @@ class Execution(models.Model):
         results: dict | None = None,
     ) -> bool:
         """running / interrupting → a terminal state, with the outcome."""
+        return self._transition(
+            RUNNING, **self._finishing(status, outcome, steps, results)
+        )
+
+    def finish_and_read(
+        self,
+        status: str,
+        *,
+        outcome: dict,
+        steps: list[dict],
+        results: dict | None = None,
+    ) -> Execution | None:
+        """`finish`, and the row as it then stands (every column, what other
+        writers put there too), in one `UPDATE ... RETURNING` where the
+        database has it (a read after the write where not). None, having
+        changed nothing, if the row was no longer running (reaped as lost)."""
+        changes = self._finishing(status, outcome, steps, results)
+        connection = connections[router.db_for_write(type(self))]
+        if returning.supported(connection):
+            return returning.update(
+                connection, type(self), self.pk, changes, where={"status": RUNNING}
+            )
+        if not self._transition(RUNNING, **changes):
+            return None
+        return type(self).objects.get(pk=self.pk)
+
+    def _finishing(self, status, outcome, steps, results) -> dict:
         if status not in TERMINAL:
             raise ValueError(f"{str(status)!r} is not a terminal status")
-        return self._transition(
-            RUNNING,
+        return dict(
             status=status,
             outcome=outcome,
             steps=steps,

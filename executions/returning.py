@@ -33,9 +33,10 @@ def update(
 ) -> models.Model | None:
     """`UPDATE <table> SET <changes> WHERE pk = ? AND <where> RETURNING
     <every column>`: the row as it now stands, or None if none matched.
-    `where` maps field names to the value they must hold (None: IS NULL).
-    `matched()` is called once the row is written, before the instance is
-    made from it (what waits for the write need not wait for that)."""
+    `where` maps field names to the value they must hold (None: IS NULL; a
+    tuple: one of its values, IN). `matched()` is called once the row is
+    written, before the instance is made from it (what waits for the write
+    need not wait for that)."""
     sql, params = _statement(connection, model._meta, pk, changes, where)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -56,10 +57,21 @@ def _statement(connection, meta, pk, changes: dict, where: dict) -> tuple[str, l
         params.append(field.get_db_prep_save(value, connection))
     params.append(meta.pk.get_db_prep_value(pk, connection))
     for name, value in where.items():
-        if value is not None:
-            params.append(meta.get_field(name).get_db_prep_value(value, connection))
-    shape = tuple((name, value is None) for name, value in where.items())
+        field = meta.get_field(name)
+        for each in _values(value):
+            params.append(field.get_db_prep_value(each, connection))
+    shape = tuple(
+        (name, len(_values(value)) if value is not None else None)
+        for name, value in where.items()
+    )
     return _sql(connection.alias, meta, tuple(changes), shape), params
+
+
+def _values(value) -> tuple:
+    """A `where` value as the parameters it takes: none for IS NULL."""
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, tuple) else (value,)
 
 
 @functools.lru_cache(maxsize=64)
@@ -69,9 +81,14 @@ def _sql(alias: str, meta, changed: tuple, where: tuple) -> str:
     quote = connections[alias].ops.quote_name
     assignments = [f"{quote(meta.get_field(name).column)} = %s" for name in changed]
     conditions = [f"{quote(meta.pk.column)} = %s"]
-    for name, is_null in where:
+    for name, count in where:
         column = quote(meta.get_field(name).column)
-        conditions.append(f"{column} IS NULL" if is_null else f"{column} = %s")
+        if count is None:
+            conditions.append(f"{column} IS NULL")
+        elif count == 1:
+            conditions.append(f"{column} = %s")
+        else:
+            conditions.append(f"{column} IN ({', '.join(['%s'] * count)})")
     columns = ", ".join(quote(field.column) for field in meta.concrete_fields)
     return (
         f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "

@@ -261,6 +261,45 @@ def test_finish_late_after_interrupted_changes_nothing():
     assert row.finished_at == before.finished_at
 
 
+@pytest.mark.parametrize("returning", [True, False], ids=["returning", "no-returning"])
+def test_finish_and_read_returns_the_row_as_it_then_stands(returning, monkeypatch):
+    execution = running()
+    # Another writer's change the instance has not seen: the answer shows it.
+    Execution.objects.filter(pk=execution.pk).update(interrupt_reason="late")
+    if not returning:
+        monkeypatch.setattr(
+            connection.features, "can_return_columns_from_insert", False
+        )
+    outcome = {"kind": "complete", "steps_processed": ["a"]}
+
+    row = execution.finish_and_read(
+        Status.SUCCEEDED,
+        outcome=outcome,
+        steps=[step("a", "succeeded")],
+        results={"a": {"n": 1}},
+    )
+
+    assert row.snapshot() == fresh(execution).snapshot()
+    assert (row.status, row.outcome, row.results) == (
+        Status.SUCCEEDED,
+        outcome,
+        {"a": {"n": 1}},
+    )
+    assert row.steps == [step("a", "succeeded")]
+    assert row.interrupt_reason == "late"
+
+
+def test_finish_and_read_of_a_finished_row_changes_nothing():
+    execution = make_execution()
+    execution.record_interrupt(source=Source.WEB)
+    before = list(Execution.objects.values())
+
+    row = execution.finish_and_read(Status.SUCCEEDED, outcome={}, steps=[])
+
+    assert row is None
+    assert list(Execution.objects.values()) == before
+
+
 def test_finish_refuses_a_status_that_is_not_terminal():
     execution = running()
 

@@ -208,9 +208,14 @@ def finish(
     execution: Execution, status: str, outcome: dict, steps, results
 ) -> tuple[Execution, dict] | None:
     """Write the run's end; return the row as it then stands, with its
-    snapshot (None if it was deleted), in the same trip to the database."""
-    execution.finish(status, outcome=outcome, steps=steps, results=results)
-    return _snapshot(execution.id)
+    snapshot (None if it was deleted), in the same trip to the database: one
+    statement for the write and the row, one for its interrupt requests."""
+    row = execution.finish_and_read(
+        status, outcome=outcome, steps=steps, results=results
+    )
+    if row is None:  # already final (reaped as lost): as the row says
+        return _snapshot(execution.id)
+    return row, row.snapshot()
 
 
 @runtime_database
