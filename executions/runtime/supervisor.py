@@ -188,8 +188,18 @@ class Supervisor:
             failure = await run.engine.wait()
         finally:
             run.stop_sending()
+            # The process is gone: no interrupt is for it any more. Leaving
+            # its control group (a Redis round trip) waits until the end is
+            # written and told.
+            listener.cancel()
             await asyncio.wait([sender], timeout=1.0)
-            await _stop([sender, listener, run.escalation])
+            await _stop([sender, run.escalation])
+        try:
+            return await self._end(run, failure)
+        finally:
+            await _stop([listener])
+
+    async def _end(self, run: Run, failure: str | None) -> Execution:
         try:
             await self._write_logs([run])
         except Exception:
