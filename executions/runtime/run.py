@@ -170,8 +170,12 @@ class Run:
     async def send_progress(self) -> None:
         while True:
             await self._outbox_ready.wait()
-            if self._closing:
-                return  # the run's end sends the rest, once the row holds it
+            if self._closing or self.report is not None:
+                # The run's end sends the rest, once the row holds it. Once
+                # the engine has reported, its last step events are in the
+                # final write: saving them first would write them twice, on
+                # the way to that write.
+                return
             await self.drain_outbox()
 
     async def drain_outbox(self, *, saved: bool = False) -> None:
