@@ -25,9 +25,9 @@ and watches it from outside:
 The engine runs in an execution process, forked from the forkserver the
 supervisor starts (`executions.runtime.process`): `install()` adds
 `benchmarks.forked` to the modules that forkserver preloads, and that module,
-imported there, wraps `executions.runtime.process.run_spec` (the name the
+imported there, wraps `executions.runtime.child.run_spec` (the name the
 child calls). A terminal's own run (`manage.py execute`) calls
-`executions.runtime.supervisor.run_spec` in its own process: that name is
+`executions.runtime.engines.run_spec` in its own process: that name is
 wrapped here.
 
 Reports are JSON datagrams to PEACE_BENCH_COLLECTOR (host:port), each with

@@ -8,7 +8,7 @@ a condition, a queue's get, a read from a socket or a pipe, a sleep): py-spy
 busy sample goes to the first category found walking from the leaf up: the
 library doing the work (the ORM, JSON, the channel layer...) before our own
 module that called it; the standard library's frames are passed over, so a
-pipe write in executions/runtime/process.py counts as that module's.
+pipe write in executions/runtime/child.py counts as that module's.
 """
 
 from __future__ import annotations

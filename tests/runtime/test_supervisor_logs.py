@@ -1,6 +1,7 @@
-"""Step logs through a real execution process (executions/runtime/process.py
-and supervisor.py): captured in the process, sent to the supervisor, stored
-bounded, sent to the watchers; `ctx.run`'s child stopped with a forced run."""
+"""Step logs through a real execution process (executions/runtime/child.py,
+process.py and supervisor.py): captured in the process, sent to the
+supervisor, stored bounded, sent to the watchers; `ctx.run`'s child stopped
+with a forced run."""
 
 from __future__ import annotations
 
