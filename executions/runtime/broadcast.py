@@ -154,7 +154,18 @@ def _sync_publisher(layer) -> _SyncPublisher | None:
     Django's one per alias; a test that swaps settings makes a new one)."""
     known = _publishers.get(id(layer))
     if known is None or known[0] is not layer:
-        known = (layer, _SyncPublisher.for_layer(layer))
+        try:
+            publisher = _SyncPublisher.for_layer(layer)
+        except Exception:
+            # A host option redis-py's sync client does not take: the pushes
+            # still go, through the layer itself on the loop path.
+            logger.warning(
+                "pushes from sync code go through an event loop: no sync "
+                "publisher for this layer",
+                exc_info=True,
+            )
+            publisher = None
+        known = (layer, publisher)
         _publishers[id(layer)] = known
     return known[1]
 

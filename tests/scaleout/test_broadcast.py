@@ -147,6 +147,31 @@ def test_redis_down_fails_the_push_not_the_caller(redis_layer, redis_server, cap
     broadcast.quiet.recovered("layer")
 
 
+async def test_a_host_the_sync_client_refuses_keeps_the_event_loop_path(
+    redis_layer, monkeypatch, caplog
+):
+    import redis
+
+    def refuse(*args, **kwargs):
+        raise TypeError("an option redis-py's sync client does not take")
+
+    monkeypatch.setattr(redis.Redis, "from_url", refuse)
+    layer = redis_layer()
+    channel = await member_of(layer, "execution.x")
+
+    with caplog.at_level(logging.WARNING, logger=broadcast.logger.name):
+        await asyncio.to_thread(
+            broadcast.from_sync,
+            "group_send",
+            "execution.x",
+            {"type": "execution.status"},
+        )
+
+    received = await asyncio.wait_for(layer.receive(channel), ARRIVES_WITHIN)
+    assert received == {"type": "execution.status"}
+    assert "no sync publisher for this layer" in caplog.text
+
+
 def test_a_layer_on_sentinel_keeps_the_event_loop_path():
     class Sentinel:
         pass
