@@ -117,15 +117,21 @@ async def test_an_encrypted_layer_reads_what_is_published(redis_layer):
     assert received == {"type": "executions.changed"}
 
 
-def test_pushes_start_no_event_loop_thread(redis_layer):
-    redis_layer()
-    before = {thread.name for thread in threading.enumerate()}
+async def test_pushes_use_no_event_loop(redis_layer, monkeypatch):
+    layer = redis_layer()
+    channel = await member_of(layer, "execution.x")
 
-    for _ in range(3):
-        broadcast.from_sync("group_send", "execution.x", {"type": "execution.status"})
+    def no_loop(*args, **kwargs):
+        raise AssertionError("a push from sync code went through an event loop")
 
-    started = {thread.name for thread in threading.enumerate()} - before
-    assert "executions-push" not in started
+    monkeypatch.setattr(broadcast, "_push_loop", no_loop)
+    monkeypatch.setattr(broadcast, "async_to_sync", no_loop)
+    await asyncio.to_thread(
+        broadcast.from_sync, "group_send", "execution.x", {"type": "execution.status"}
+    )
+
+    received = await asyncio.wait_for(layer.receive(channel), ARRIVES_WITHIN)
+    assert received == {"type": "execution.status"}
 
 
 def test_redis_down_fails_the_push_not_the_caller(redis_layer, redis_server, caplog):
