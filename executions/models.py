@@ -430,7 +430,7 @@ class Execution(models.Model):
             )
         if not self._transition(RUNNING, **changes):
             return None
-        return type(self).objects.get(pk=self.pk)
+        return type(self).objects.filter(pk=self.pk).first()  # None: deleted since
 
     def _finishing(self, status, outcome, steps, results) -> dict:
         if status not in TERMINAL:
