@@ -31,40 +31,72 @@ def preload(user) -> None:
     nothing if they are read already or need no read (an anonymous or
     inactive user has none, an active superuser has them all), or if other
     backends decide."""
-    if (
+    if not wanted(user):
+        return
+    connection = connections[router.db_for_read(Permission)]
+    sql = statement(user._meta.model, connection)
+    if sql is None:
+        return  # not Django's permissions: ModelBackend has none to read
+    key = user._meta.pk.get_db_prep_value(user.pk, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key, key])
+        keep(user, cursor.fetchall())
+
+
+def wanted(user) -> bool:
+    """Whether `ModelBackend` would read `user`'s permissions from the
+    database and nothing has yet."""
+    return not (
         getattr(user, "is_anonymous", True)
         or not user.is_active
         or getattr(user, "is_superuser", False)
         or hasattr(user, "_perm_cache")
         or not model_backend_only()
-    ):
-        return
-    try:
-        own = user._meta.get_field("user_permissions")
-        groups = user._meta.get_field("groups")
-    except FieldDoesNotExist:
-        return  # not Django's permissions: ModelBackend has none to read
-    connection = connections[router.db_for_read(Permission)]
-    key = user._meta.pk.get_db_prep_value(user.pk, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(_statement(connection, own, groups), [key, key])
-        rows = cursor.fetchall()
+    )
+
+
+def keep(user, rows) -> None:
+    """Keep the (app label, codename) rows `statement` read as `user`'s
+    permissions, where `ModelBackend` looks for them."""
     user._perm_cache = {f"{app_label}.{codename}" for app_label, codename in rows}
 
 
+def statement(model, connection) -> str | None:
+    """The query of the app label and codename (as PERMISSION_COLUMNS) of
+    every permission a user of `model` holds, on their own or through a
+    group; its two parameters are the user's key, twice. None when `model`
+    has no Django permissions. Built once per model and database."""
+    key = (model, connection.alias, connection.vendor)
+    if key not in _statements:
+        try:
+            own = model._meta.get_field("user_permissions")
+            groups = model._meta.get_field("groups")
+        except FieldDoesNotExist:
+            _statements[key] = None
+        else:
+            _statements[key] = _statement(connection, own, groups)
+    return _statements[key]
+
+
+#: The column names `statement`'s rows have.
+PERMISSION_COLUMNS = ("executions_app_label", "executions_codename")
+
+_statements: dict[tuple, str | None] = {}
+
+
 def _statement(connection, own, groups) -> str:
-    """The app label and codename of every permission the user holds, on
-    their own (`own`: the user_permissions field) or through a group."""
     quote = connection.ops.quote_name
     permission, content_type = Permission._meta, ContentType._meta
     group_permissions = groups.related_model._meta.get_field("permissions")
+    app_label, codename = PERMISSION_COLUMNS
 
     def through(field):
         return quote(field.remote_field.through._meta.db_table)
 
     return (
-        f"SELECT DISTINCT c.{quote(content_type.get_field('app_label').column)}, "
-        f"p.{quote(permission.get_field('codename').column)} "
+        f"SELECT DISTINCT c.{quote(content_type.get_field('app_label').column)} "
+        f"AS {app_label}, "
+        f"p.{quote(permission.get_field('codename').column)} AS {codename} "
         f"FROM {quote(permission.db_table)} p "
         f"JOIN {quote(content_type.db_table)} c "
         f"ON p.{quote(permission.get_field('content_type').column)} "

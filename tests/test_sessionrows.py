@@ -10,7 +10,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from executions import sessionrows, sessions
+from executions import permissions, sessionrows, sessions
 
 pytestmark = pytest.mark.django_db
 
@@ -97,3 +97,65 @@ def test_other_session_stores_and_backends_are_left_to_django(make_user, setting
     ]
     assert sessionrows.store() is None
     assert sessionrows.in_bulk([("key", 1)], VIEW) is None
+
+
+def _session_of(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+def test_a_sockets_check_reads_the_users_permissions_in_the_same_query(make_user):
+    """What the socket's one query keeps on the user is what ModelBackend
+    reads for them, their own and their groups', and `has_perm` asks the
+    database nothing more; a user with none holds none."""
+    from django.contrib.auth.models import Group, Permission
+
+    own = make_user("view", "interrupt")
+    grouped = make_user()
+    team = Group.objects.create(name="ops")
+    team.permissions.add(
+        *Permission.objects.filter(
+            codename__in=["view_execution", "add_execution"],
+            content_type__app_label="executions",
+        )
+    )
+    grouped.groups.add(team)
+    both = make_user("interrupt")
+    both.groups.add(team)
+    nothing = make_user()
+
+    for user in (own, grouped, both, nothing):
+        key = _session_of(user)
+        with CaptureQueriesContext(connection) as queries:
+            checked = sessions.socket_user(key, user.pk)
+            held = checked.get_all_permissions()
+            checked.has_perm("executions.interrupt_execution")
+        assert len(queries) == 1, [query["sql"] for query in queries]
+        fresh = type(user).objects.get(pk=user.pk)
+        assert held == fresh.get_all_permissions()
+        assert checked.last_login == fresh.last_login  # converted, as the ORM does
+        assert checked.is_active is True
+    assert (
+        sessions.socket_user(_session_of(nothing), nothing.pk).has_perm(VIEW) is False
+    )
+
+
+def test_a_sockets_check_leaves_superusers_and_the_inactive_to_django(make_user):
+    """An active superuser holds every permission and an inactive user none,
+    whatever rows they have: nothing is kept for either."""
+    boss = make_user("view", is_superuser=True)
+    key = _session_of(boss)
+    checked = sessions.socket_user(key, boss.pk)
+    assert not hasattr(checked, "_perm_cache")
+    assert checked.has_perm("executions.interrupt_execution")
+    viewer = make_user("view")
+    key = _session_of(viewer)
+    type(viewer).objects.filter(pk=viewer.pk).update(is_active=False)
+    assert sessions.socket_user(key, viewer.pk) is None  # as get_user answers
+
+
+def test_a_user_model_without_djangos_permissions_has_no_permission_query():
+    from django.contrib.sessions.models import Session
+
+    assert permissions.statement(Session, connection) is None
