@@ -350,8 +350,9 @@ async def run(context: Context) -> None:
         (FLOOR_PUBSUB, await layers.push_latency("pubsub", context.redis_url, samples))
     ]
     async with site(context, "interrupts-redis", redis=True, workers=1) as server:
-        # Nothing subscribed in daphne: channels_redis's pub/sub reader then
-        # polls every 100 ms, which the first watcher of a quiet server pays.
+        # Nothing subscribed in daphne: channels_redis's own pub/sub reader
+        # then polls every 100 ms, which the first watcher of a quiet server
+        # paid; the project's layer (executions/pubsub.py) waits instead.
         idle = await measure(server, door_api, context.samples(60, 5))
         stopped_rows.append((IDLE_SERVER, idle["stopped"]))
         async with listing(server):

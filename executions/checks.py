@@ -53,7 +53,7 @@ def check_installed_apps(app_configs=None, **kwargs) -> list[Error]:
     return errors
 
 
-def check_channel_layers(app_configs=None, **kwargs) -> list[Error]:
+def check_channel_layers(app_configs=None, **kwargs) -> list[CheckMessage]:
     """Progress and interrupts travel over the default channel layer."""
     layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
     if "default" not in layers:
@@ -78,6 +78,18 @@ def check_channel_layers(app_configs=None, **kwargs) -> list[Error]:
                 hint="Install its package (channels_redis: pip install "
                 "'peace-site[redis]') or correct the dotted path.",
                 id="executions.E004",
+            )
+        ]
+    if backend == "channels_redis.pubsub.RedisPubSubChannelLayer":
+        return [
+            Warning(
+                "channels_redis's pub/sub layer sleeps 0.1 s at a time while "
+                "nothing is subscribed: an interrupt in a run's first moments, "
+                "and the first events to a quiet server's first watcher, can "
+                "wait for it.",
+                hint='Use "BACKEND": "executions.pubsub.RedisPubSubChannelLayer", '
+                "with the same CONFIG. See docs/scale-out.md.",
+                id="executions.W002",
             )
         ]
     return []

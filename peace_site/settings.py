@@ -124,7 +124,7 @@ if REDIS_URL:
     # queue semantics, we do not use: the database is the worker queue.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "executions.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {

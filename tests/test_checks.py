@@ -150,6 +150,21 @@ def test_check_channel_layers_accepts_the_in_memory_layer():
     assert checks.check_channel_layers() == []
 
 
+def test_check_channel_layers_points_channels_redis_pubsub_to_the_projects():
+    """Its reader's 0.1 s sleeps delay a run's first interrupt: the project's
+    subclass, with the same options, reads once it has a subscription."""
+    config = {"hosts": ["redis://127.0.0.1:6379/0"]}
+    own = {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": config}
+    with override_settings(CHANNEL_LAYERS={"default": own}):
+        warnings = checks.check_channel_layers()
+    assert [warning.id for warning in warnings] == ["executions.W002"]
+    assert "executions.pubsub.RedisPubSubChannelLayer" in warnings[0].hint
+
+    ours = {"BACKEND": "executions.pubsub.RedisPubSubChannelLayer", "CONFIG": config}
+    with override_settings(CHANNEL_LAYERS={"default": ours}):
+        assert checks.check_channel_layers() == []
+
+
 # -- ASGI_APPLICATION ----------------------------------------------------------------
 
 

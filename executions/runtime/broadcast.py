@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import threading
 
 from asgiref.sync import SyncToAsync, async_to_sync
@@ -124,13 +125,11 @@ class _SyncPublisher:
     def for_layer(cls, layer) -> _SyncPublisher | None:
         """A publisher for `layer`, or None when it is not the pub/sub layer
         on plain Redis addresses (Sentinel and the core layer keep the loop)."""
-        if type(layer).__module__ != "channels_redis.pubsub":
-            return None  # and channels_redis, an optional dependency, not needed
-        from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
-
-        if type(layer) is not RedisPubSubChannelLayer:
+        # channels_redis, an optional dependency, is imported if layer is one
+        pubsub = sys.modules.get("channels_redis.pubsub")
+        if pubsub is None or not isinstance(layer, pubsub.RedisPubSubChannelLayer):
             return None
-        loop_layer = RedisPubSubLoopLayer(
+        loop_layer = pubsub.RedisPubSubLoopLayer(
             *layer._args, channel_layer=layer, **layer._kwargs
         )
         if not all("address" in shard.host for shard in loop_layer._shards):

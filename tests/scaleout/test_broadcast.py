@@ -1,6 +1,7 @@
 """Pushes from sync code over a real Redis: one PUBLISH from the calling
-thread, received by channels_redis's own pub/sub layer as its own sends are
-(executions/runtime/broadcast.py, `_SyncPublisher`)."""
+thread, received by the pub/sub layer as its own sends are
+(executions/runtime/broadcast.py, `_SyncPublisher`): the project's layer
+(executions/pubsub.py) and channels_redis's own, which users may name."""
 
 from __future__ import annotations
 
@@ -21,14 +22,20 @@ pytestmark = pytest.mark.e2e
 ARRIVES_WITHIN = 5.0
 
 
-@pytest.fixture
-def redis_layer(settings, redis_server):
-    """The project's pub/sub layer on `redis_server`, made afresh."""
+@pytest.fixture(
+    params=[
+        "executions.pubsub.RedisPubSubChannelLayer",
+        "channels_redis.pubsub.RedisPubSubChannelLayer",
+    ]
+)
+def redis_layer(request, settings, redis_server):
+    """A pub/sub layer on `redis_server`, made afresh: the project's, and
+    channels_redis's own."""
 
     def use(**config):
         settings.CHANNEL_LAYERS = {
             "default": {
-                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "BACKEND": request.param,
                 "CONFIG": {"hosts": [{"address": redis_server.url}], **config},
             }
         }

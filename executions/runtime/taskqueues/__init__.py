@@ -50,12 +50,12 @@ _loops = threading.local()
 def _loop() -> asyncio.AbstractEventLoop:
     """This thread's event loop for its tasks, kept from one task to the
     next (not `asyncio.run`'s loop per task): the channel layer's connection
-    lives as long as its loop, and channels_redis's pub/sub reader, started
-    on a new connection before its first SUBSCRIBE is answered, sleeps 0.1 s
-    before it reads. With a loop per task, an interrupt pushed in a run's
-    first 0.1 s waited for that sleep (74 ms p50 under Celery and Tasks in
-    `make bench`, against 8 ms later in the run); with one loop per thread,
-    only its first task meets it."""
+    lives as long as its loop, so each task's supervisor subscribes on a
+    connection already made. With channels_redis's own pub/sub layer, whose
+    reader sleeps 0.1 s while nothing is subscribed, a loop per task had
+    made an interrupt pushed in a run's first 0.1 s wait for that sleep
+    (74 ms p50 under Celery and Tasks in `make bench`, against 8 ms later in
+    the run); executions.pubsub's reader waits for the subscription instead."""
     loop = getattr(_loops, "loop", None)
     if loop is None or loop.is_closed():
         loop = _loops.loop = asyncio.new_event_loop()
