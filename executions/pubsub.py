@@ -22,6 +22,8 @@ import logging
 from channels_redis import pubsub
 from channels_redis.utils import _wrap_close
 
+# channels_redis's own logger: what its reader logged, this one logs under
+# the same name (and the settings' filters of repeats apply to both).
 logger = logging.getLogger("channels_redis.pubsub")
 
 

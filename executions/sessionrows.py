@@ -117,11 +117,10 @@ def _user_with_session(engine, session_key: str, user_id: Any):
     if not rows or rows[0][count] is None:
         return None
     values = list(rows[0][:count])
-    for index, field in enumerate(fields):
+    for index, field in enumerate(fields):  # as the ORM converts what it reads
         column = field.get_col(users.db_table)
-        for convert in connection.ops.get_db_converters(
-            column
-        ) + column.get_db_converters(connection):
+        converters = connection.ops.get_db_converters(column)
+        for convert in converters + column.get_db_converters(connection):
             values[index] = convert(values[index], column, connection)
     user = model.from_db(alias, [field.attname for field in fields], values)
     held = None
