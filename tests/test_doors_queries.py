@@ -4,8 +4,8 @@ of a running execution costs, and (websocket) the thread hops it takes.
 The counts are the whole request's: the session and the user (Django's own
 middleware), the permissions (one query on the user's cold permission cache,
 for their own and their groups'; the socket's re-check reads all three in
-one), the conditional UPDATE that records the request, the audit row, and what the
-door itself shows after (the admin's changelist). A new query on the path is
+one), the conditional UPDATE that records the request, the audit row, and
+what the door itself shows after (the admin's changelist). A new query on the path is
 a failure here, so that it is a decision, not an accident."""
 
 from __future__ import annotations

@@ -17,6 +17,12 @@ pytestmark = pytest.mark.django_db
 VIEW = "executions.view_execution"
 
 
+def _session_of(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -34,24 +40,18 @@ def test_the_bulk_check_answers_as_djangos_own_does(
     inactive = make_user("view")
     boss = make_user(is_superuser=True)
     keys = []
-
-    def session_of(user) -> str:
-        client = Client()
-        client.force_login(user)
-        return client.cookies["sessionid"].value
-
     for user in (viewer, other, nobody, inactive, boss):
-        keys.append((session_of(user), user.pk))
-    keys.append((session_of(viewer), other.pk))  # someone else's session
+        keys.append((_session_of(user), user.pk))
+    keys.append((_session_of(viewer), other.pk))  # someone else's session
     keys.append(("no-such-session", viewer.pk))
     keys.append((None, viewer.pk))
-    changed = session_of(other)  # then the password changes elsewhere
+    changed = _session_of(other)  # then the password changes elsewhere
     other.set_password("a new one")
     other.save()
     keys.append((changed, other.pk))
     inactive.is_active = False
     inactive.save()
-    expired = session_of(viewer)
+    expired = _session_of(viewer)
     from django.contrib.sessions.models import Session
 
     Session.objects.filter(pk=expired).update(expire_date=timezone.now())
@@ -99,12 +99,6 @@ def test_other_session_stores_and_backends_are_left_to_django(make_user, setting
     assert sessionrows.in_bulk([("key", 1)], VIEW) is None
 
 
-def _session_of(user) -> str:
-    client = Client()
-    client.force_login(user)
-    return client.cookies["sessionid"].value
-
-
 def test_a_sockets_check_reads_the_users_permissions_in_the_same_query(make_user):
     """What the socket's one query keeps on the user is what ModelBackend
     reads for them, their own and their groups', and `has_perm` asks the
@@ -142,8 +136,9 @@ def test_a_sockets_check_reads_the_users_permissions_in_the_same_query(make_user
 
 
 def test_a_sockets_check_leaves_superusers_and_the_inactive_to_django(make_user):
-    """An active superuser holds every permission and an inactive user none,
-    whatever rows they have: nothing is kept for either."""
+    """An active superuser holds every permission whatever rows they have:
+    nothing is kept for them. An inactive user's session no longer stands,
+    as `get_user` answers."""
     boss = make_user("view", is_superuser=True)
     key = _session_of(boss)
     checked = sessions.socket_user(key, boss.pk)
