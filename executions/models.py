@@ -59,6 +59,18 @@ class ExecutionQuerySet(models.QuerySet):
     def finished(self):
         return self.filter(status__in=TERMINAL)
 
+    def next_queued(self, queue: str):
+        """The queued rows of a worker queue, oldest first: a range of the
+        (status, queue, created_at) index, read at every poll."""
+        return self.filter(status=Status.QUEUED, queue=queue).order_by("created_at")
+
+    def changed_since(self, since):
+        """The active rows and those that ended since `since`, in no order:
+        what the relay reads every interval. Unordered, so that each half of
+        the OR is read from its own index; sorted by `created_at` (the
+        default), the planner walks that index through every run ever made."""
+        return self.filter(Q(status__in=ACTIVE) | Q(finished_at__gte=since)).order_by()
+
     def stale(self, timeout: float):
         """Rows whose supervisor is gone by the clock: running ones with no
         heartbeat for `timeout` s, and queued ones that a named supervisor
@@ -80,7 +92,7 @@ class Execution(models.Model):
     profile = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     strategy = models.CharField(max_length=50, default="finish-current")
     status = models.CharField(
-        max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True
+        max_length=20, choices=Status.choices, default=Status.QUEUED
     )
     # The step snapshot: a list of StepState.to_dict(), in definition order.
     steps = models.JSONField(default=list, blank=True)
@@ -88,7 +100,9 @@ class Execution(models.Model):
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    #: Indexed for the relay's "ended since" (runtime.relay): the table keeps
+    #: every run ever made, and what is read every interval must not scan it.
+    finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -110,7 +124,7 @@ class Execution(models.Model):
 
     #: The worker queue it waits in; empty when its supervisor was chosen at
     #: start (in-process, or a terminal's own run).
-    queue = models.CharField(max_length=100, blank=True, db_index=True)
+    queue = models.CharField(max_length=100, blank=True)
     #: The process that supervises it (runtime.identity): named at creation
     #: when known (a server, a terminal), at claim time for a queue.
     supervisor = models.CharField(max_length=200, blank=True)
@@ -148,6 +162,15 @@ class Execution(models.Model):
     class Meta:
         ordering = ["-created_at"]
         permissions = [("interrupt_execution", "Can interrupt execution")]
+        indexes = [
+            # By status first: the active rows, a few among every run ever
+            # made, are what the runtime reads every interval (the reaper,
+            # the relay); and a worker's poll, the oldest queued row of its
+            # queue, is one range of it (store.claim_next).
+            models.Index(
+                fields=["status", "queue", "created_at"], name="execution_status_queue"
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["profile"],

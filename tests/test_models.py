@@ -527,3 +527,84 @@ def test_log_lines_go_with_their_execution():
     execution.delete()
 
     assert not LogLine.objects.exists()
+
+
+# -- what the runtime reads every interval: indexed, never a scan of history
+
+
+def plan(queryset) -> str:
+    """How the database would read `queryset`: SQLite's query plan, or
+    PostgreSQL's with sequential scans priced out (so any usable index is
+    taken, whatever the size of the test's table)."""
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            return "\n".join(row[-1] for row in cursor.fetchall())
+        with transaction.atomic():
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {sql}", params)
+            return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def scans_the_table(text: str) -> bool:
+    # SQLite: "SCAN executions_execution", even through an index (every row,
+    # in that index's order); PostgreSQL: a sequential scan.
+    return any(
+        line.startswith("SCAN executions_execution")
+        or "Seq Scan on executions_execution" in line
+        for line in text.splitlines()
+    )
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        pytest.param(
+            lambda: Execution.objects.changed_since(timezone.now()).exclude(
+                supervisor="server:here"
+            ),
+            id="relay",
+        ),
+        pytest.param(lambda: Execution.objects.next_queued("workers")[:10], id="poll"),
+        pytest.param(lambda: Execution.objects.active(), id="active"),
+        pytest.param(lambda: Execution.objects.stale(15.0), id="stale"),
+    ],
+)
+def test_the_runtimes_periodic_reads_use_an_index(read):
+    """The table keeps every run ever made; the server's relay, a worker's
+    poll and the reaper read it every fraction of a second. A scan costs
+    them in proportion to the history (the relay's was 5 ms a pass at 5,000
+    rows, four passes a second): each must be a range of an index."""
+    text = plan(read())
+
+    assert not scans_the_table(text), text
+
+
+def test_a_worker_poll_reads_its_queue_in_order_from_the_index():
+    text = plan(Execution.objects.next_queued("workers")[:10])
+
+    assert "TEMP B-TREE" not in text, text  # SQLite's sort
+    assert "Sort" not in text, text  # PostgreSQL's
+
+
+def test_changed_since_is_the_active_rows_and_those_ended_since():
+    now = timezone.now()
+    running = make_execution(status=Status.RUNNING)
+    queued = make_execution(status=Status.QUEUED)
+    ended = make_execution(status=Status.SUCCEEDED, finished_at=now)
+    make_execution(status=Status.SUCCEEDED, finished_at=now - timedelta(seconds=5))
+
+    found = set(Execution.objects.changed_since(now - timedelta(seconds=1)))
+
+    assert found == {running, queued, ended}
+
+
+def test_next_queued_is_its_queues_queued_rows_oldest_first():
+    now = timezone.now()
+    newer = make_execution(queue="workers", created_at=now)
+    older = make_execution(queue="workers", created_at=now - timedelta(seconds=1))
+    make_execution(queue="other")
+    make_execution(queue="workers", status=Status.RUNNING)
+
+    assert list(Execution.objects.next_queued("workers")) == [older, newer]

@@ -11,11 +11,11 @@ import asyncio
 import logging
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.utils import timezone
 
 from ..conf import conf
-from ..models import ACTIVE, Execution, LogLine
+from ..models import Execution, LogLine
 from . import broadcast, groups, store
 from .throttle import Throttled
 
@@ -45,7 +45,7 @@ def _changed_rows(supervisor: str, since, seen: dict) -> list[tuple]:
     status changed, new log lines). A row seen for the first time starts at
     its last log line: the page reads the earlier ones from the API."""
     rows = (
-        Execution.objects.filter(Q(status__in=ACTIVE) | Q(finished_at__gte=since))
+        Execution.objects.changed_since(since)
         .exclude(supervisor=supervisor)
         .select_related("resumed_from")
     )

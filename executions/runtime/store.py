@@ -68,9 +68,7 @@ def claim(execution: Execution, supervisor: str) -> bool:
 def claim_next(queue: str, supervisor: str) -> Execution | None:
     """Claim the oldest queued execution of `queue`, or None. Compare-and-set:
     when several workers race for one, exactly one wins."""
-    for execution in Execution.objects.filter(
-        status=Status.QUEUED, queue=queue
-    ).order_by("created_at")[:10]:
+    for execution in Execution.objects.next_queued(queue)[:10]:
         if execution.claim(supervisor):
             return Execution.objects.select_related("resumed_from").get(pk=execution.pk)
     return None
