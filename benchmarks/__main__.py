@@ -48,6 +48,7 @@ SCENARIOS = (
     "crowd",
     "logflood",
     "terminal",
+    "history",
 )
 
 

@@ -506,6 +506,7 @@ ISSUE13 = (
     ("engines", "8. Engines: start and interrupt, next to Celery and RQ", "engines"),
     ("logflood", "9. Log flood: a step logging 100,000 lines/s", "logflood"),
     ("terminal", "10. Terminal: manage.py execute start-up and exit", "terminal"),
+    ("history", "12. History: the runtime's periodic reads of a long table", "history"),
 )
 
 
