@@ -46,9 +46,6 @@ import uuid
 
 COLLECTOR = "PEACE_BENCH_COLLECTOR"
 SENDS = "PEACE_BENCH_SENDS"
-#: An experiment, not a probe: the forkserver (and so every execution process
-#: forked from it) renices itself by this much (benchmarks/runtime.py).
-NICE_ENV = "PEACE_BENCH_NICE"
 #: An experiment, not a probe: websocket consumers skip their once-a-second
 #: session re-check before forwarding (benchmarks/fanout.py, benchmarks/asgi.py).
 NO_RECHECK = "PEACE_BENCH_NO_RECHECK"

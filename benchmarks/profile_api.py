@@ -3,6 +3,9 @@ first target, when it is missed).
 
     .venv/bin/python -m benchmarks.profile_api [--seconds 8] [--nice N]
 
+`--nice N` runs the execution processes N below daphne's CPU priority
+(EXECUTIONS_EXECUTION_NICE; the product's default when not given).
+
 Starts daphne (the embedded default, probed as in the benchmarks) on a
 throwaway database, starts three CPU-heavy `demo.steps` runs, and while a
 client sends `GET /api/executions/` back to back, records daphne with py-spy
@@ -33,10 +36,9 @@ from benchmarks.support import Collector, summary
 SPY = str(Path(sys.executable).with_name("py-spy"))
 
 
-async def main(seconds: float, nice: int) -> None:
+async def main(seconds: float, nice: int | None) -> None:
     from benchmarks.__main__ import prepare_django
     from benchmarks.interrupts import round_trips
-    from benchmarks.probe import NICE_ENV
     from benchmarks.runtime import API_LIST, CPU_HEAVY, HEAVY_RUNS, run_queue_wait
     from benchmarks.stack import Context, site
 
@@ -44,7 +46,7 @@ async def main(seconds: float, nice: int) -> None:
     database_url = await asyncio.to_thread(prepare_django, scratch)
     collector = Collector()
     context = Context(scratch, collector, True, database_url)
-    extra = {NICE_ENV: str(nice)} if nice else {}
+    extra = {} if nice is None else {"EXECUTIONS_EXECUTION_NICE": str(nice)}
     async with site(context, "profile", extra_env=extra) as server:
         idle = await round_trips(server, API_LIST, 100)
         keys = [await server.start(CPU_HEAVY) for _ in range(HEAVY_RUNS)]
@@ -97,6 +99,6 @@ async def main(seconds: float, nice: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_api")
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--nice", type=int, default=0)
+    parser.add_argument("--nice", type=int, default=None)
     options = parser.parse_args()
     asyncio.run(main(options.seconds, options.nice))

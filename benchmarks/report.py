@@ -440,8 +440,8 @@ def runtime_targets(results: dict) -> list[str]:
         ratio = loaded["p50"] / idle["p50"]
         niced, niced_idle = rows.get(runtime.LOADED_NICE), rows.get(runtime.IDLE_NICE)
         experiment = (
-            f"; {niced['p50'] / niced_idle['p50']:.2f}× with the runs at nice "
-            f"{runtime.NICE} (experiment)"
+            f"; {niced['p50'] / niced_idle['p50']:.2f}× with the runs at the "
+            "server's priority (experiment)"
             if niced and niced_idle
             else ""
         )

@@ -36,7 +36,6 @@ from urllib.parse import urlparse
 import psutil
 
 from benchmarks.interrupts import WARMUP, ms, round_trips
-from benchmarks.probe import NICE_ENV
 from benchmarks.stack import LONG_STEP, Context, Ended, Site, desync, site
 
 CPU_HEAVY = {"count": 1000, "seconds": 0, "ticks": 100000}
@@ -48,9 +47,13 @@ HEAVY_RUNS = 3
 API_LIST = "/api/executions/?limit=3"
 IDLE = "GET /api/executions/?limit=3, server idle (floor)"
 LOADED = f"GET /api/executions/?limit=3, {HEAVY_RUNS} CPU-heavy runs going"
-NICE = 10
-LOADED_NICE = f"the same, {HEAVY_RUNS} CPU-heavy runs at nice {NICE} (experiment)"
-IDLE_NICE = "the same, idle, for the nice experiment (floor)"
+#: The experiment: the runs at their server's own CPU priority, as they
+#: would be without EXECUTIONS_EXECUTION_NICE (the product's default is 19).
+UNNICED = {"EXECUTIONS_EXECUTION_NICE": "0"}
+LOADED_NICE = (
+    f"the same, {HEAVY_RUNS} CPU-heavy runs at the server's priority (experiment)"
+)
+IDLE_NICE = "the same, idle, for the priority experiment (floor)"
 START = "API POST → first step running (engine's stamp)"
 START_REPLY = "API POST → its 201 back (reference)"
 FORCE_CASES = {
@@ -238,11 +241,9 @@ async def run(context: Context) -> None:
             rows.append((force_label(case), result["latencies"]))
             statuses[case] = sorted(set(result["statuses"]))
         grace = float(server.env.get("EXECUTIONS_FORCE_GRACE", 2.0))
-    # What the product would get by lowering its execution processes'
-    # priority: the benchmark's forkserver preload renices itself, so the
-    # executions forked from it run at nice NICE. Not the product's code.
-    extra = {NICE_ENV: str(NICE)}
-    async with site(context, "runtime-nice", extra_env=extra) as server:
+    # What the product's lower priority for its execution processes buys:
+    # the same rounds with the runs at the server's own priority.
+    async with site(context, "runtime-unniced", extra_env=UNNICED) as server:
         key = await server.start_joined()
         await server.stop(key)
         niced = await api_under_load(server, samples, rounds)
@@ -276,8 +277,9 @@ def markdown(section: dict) -> str:
         f" Daphne's threads waited for a CPU (runnable, not running; the "
         f"kernel's schedstat) {wait['idle']:.2f} ms per request idle, "
         f"{wait['loaded']:.2f} ms with the runs going, {wait['nice']:.2f} ms "
-        f"with them at nice {NICE} (daphne {nice.get('server', 0):.0f} %, "
-        f"execution processes {nice.get('children', 0):.0f} %)."
+        f"with them at the server's priority (daphne "
+        f"{nice.get('server', 0):.0f} %, execution processes "
+        f"{nice.get('children', 0):.0f} %)."
         if wait
         else ""
     )

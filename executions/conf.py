@@ -63,10 +63,11 @@ class AppSettings:
         "group is sent SIGTERM, then SIGKILL",
     )
     EXECUTION_NICE = Setting(
-        10,
+        19,
         int,
         "how much lower an execution process's CPU priority is than its "
-        "server's (os.nice): step code that hogs a core yields it to pages",
+        "server's (os.nice, at most 19): step code yields a core to pages "
+        "and to the supervisor, however many runs there are",
     )
     DEFAULT_TIMEOUT = Setting(
         None, _seconds_or_none, "seconds before a run is interrupted (unset: never)"

@@ -4,12 +4,14 @@ stops what ignores it (real daphne, the embedded default)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import statistics
 import time
 
 import pytest
 
+from executions.conf import conf
 from executions.models import Execution, Status
 from tests.processes import alive, descendants
 
@@ -93,6 +95,19 @@ def test_force_stops_a_def_step_before_it_writes(processes, session, tmp_path):
     assert step["error"] == "forced: stopped with its execution process"
     assert ended["interrupt"]["force"] is True
     assert ended["interrupt"]["delivered_at"] is not None
+
+
+def test_execution_processes_run_below_the_servers_cpu_priority(
+    processes, session, tmp_path
+):
+    server = processes.daphne()
+    target = tmp_path / "niceness.txt"
+    started = session.start(server, "faulty.niceness", path=str(target))
+
+    wait_for_status(session, server, started["id"], {Status.SUCCEEDED})
+
+    own = os.getpriority(os.PRIO_PROCESS, server.process.popen.pid)
+    assert int(target.read_text()) == min(19, own + conf.EXECUTION_NICE) > own
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,16 @@ def wait_then_write(ctx) -> None:
     Path(ctx.params.path).write_text("written after the run ended\n")
 
 
+@command("faulty.niceness", title="Write the process's CPU priority to a file")
+def niceness(path: str):
+    """A step that records the `nice` value its execution process runs at."""
+
+
+@niceness.step(title="Write the priority")
+def write_niceness(ctx) -> None:
+    Path(ctx.params.path).write_text(str(os.getpriority(os.PRIO_PROCESS, 0)))
+
+
 @command("faulty.exit", title="Exit the process")
 def exit_(code: Annotated[int, Between(0, 255)] = 3):
     """A step that ends its process with os._exit."""
