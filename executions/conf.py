@@ -91,7 +91,10 @@ class AppSettings:
         0.05, float, "at most one progress event per step per this many seconds"
     )
     DB_PROGRESS_INTERVAL = Setting(
-        0.5, float, "progress is written to the database at most this often"
+        0.5,
+        float,
+        "progress is written to the database at most this often, and the "
+        "steps of a run nobody watches are sampled this often",
     )
     RELAY_INTERVAL = Setting(
         0.25,

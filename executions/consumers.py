@@ -24,8 +24,8 @@ from . import errors, services, sessions
 from .errors import ServiceError
 from .flow import Outbox, TokenBucket, close_frames_on_failure, daphne_connection
 from .models import Source
-from .runtime import layerwatch
-from .runtime.groups import LIST_GROUP, watch_group
+from .runtime import broadcast, layerwatch
+from .runtime.groups import LIST_GROUP, WATCHED, control_group, watch_group
 from .sessions import session_tag, user_group
 
 logger = logging.getLogger(__name__)
@@ -440,6 +440,13 @@ class ExecutionConsumer(JsonConsumer):
             self.scope["url_route"]["kwargs"]["execution_id"], user
         )
         return watch_group(self.execution_id)
+
+    async def join(self, group: str) -> None:
+        await super().join(group)
+        if group == watch_group(self.execution_id):
+            # Its execution process samples for watchers from now on, not
+            # from its supervisor's next look (runtime/watchers.py).
+            await broadcast.send(control_group(self.execution_id), {"type": WATCHED})
 
     async def snapshot(self) -> dict[str, Any]:
         execution = await _execution_snapshot(self.execution_id, self.user)

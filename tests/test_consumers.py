@@ -92,6 +92,21 @@ async def test_execution_socket_sends_the_snapshot_first(connect, user):
     }
 
 
+async def test_execution_socket_tells_the_runs_supervisor_a_watcher_joined(
+    connect, user
+):
+    execution = await database_sync_to_async(start)(SLOW, running=True)
+    layer = get_channel_layer()
+    supervisor = await layer.new_channel()
+    await layer.group_add(groups.control_group(execution.id), supervisor)
+
+    _, connected = await connect(f"/ws/executions/{execution.id}/", user)
+    heard = await asyncio.wait_for(layer.receive(supervisor), TIMEOUT)
+
+    assert connected
+    assert heard == {"type": groups.WATCHED}
+
+
 async def test_execution_socket_unpacks_a_progress_tick_into_step_events(connect, user):
     execution = await database_sync_to_async(start)(running=True)
     communicator, _ = await connect(f"/ws/executions/{execution.id}/", user)

@@ -8,6 +8,7 @@ wins, the final value always goes out).
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +60,43 @@ class ProgressTracker:
 
     def sample(self) -> tuple[int, int | None, str, str]:
         return (self.done, self.total, self.unit, self.message)
+
+
+class Pace:
+    """How often a scheduler samples its steps, which its owner may change
+    while the run goes: an execution process nobody watches samples at the
+    database's pace, and at the watchers' again once one joins. Used from
+    the scheduler's event loop only."""
+
+    __slots__ = ("interval", "_waiting")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._waiting: asyncio.Future | None = None
+
+    def set(self, interval: float) -> None:
+        """Sample every `interval` seconds from now: a quicker pace ends the
+        wait in progress, so the next sample is not a slow pause away."""
+        quicker = interval < self.interval
+        self.interval = interval
+        if quicker and self._waiting is not None and not self._waiting.done():
+            self._waiting.set_result(None)
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds`, or until the pace quickens."""
+        loop = asyncio.get_running_loop()
+        self._waiting = waiting = loop.create_future()
+        timer = loop.call_later(seconds, _wake, waiting)
+        try:
+            await waiting
+        finally:
+            timer.cancel()
+            self._waiting = None
+
+
+def _wake(waiting: asyncio.Future) -> None:
+    if not waiting.done():
+        waiting.set_result(None)
 
 
 @dataclass

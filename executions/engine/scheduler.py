@@ -37,7 +37,13 @@ from .interrupt import InterruptSignal, InterruptStrategy, StepInterrupted
 from .logs import BURST, RATE, LogListener, LogSink, Route, capturing, enter
 from .outcome import Outcome, OutcomeKind
 from .params import Params
-from .progress import ACTIVE_STEP_STATUSES, ProgressTracker, StepState, StepStatus
+from .progress import (
+    ACTIVE_STEP_STATUSES,
+    Pace,
+    ProgressTracker,
+    StepState,
+    StepStatus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +72,7 @@ class Scheduler:
         strategy: InterruptStrategy | None = None,
         on_step: StepListener | None = None,
         concurrency: int = 16,
-        progress_interval: float = 0.05,
+        progress_interval: float | Pace = 0.05,
         stall_after: float = 10.0,
         skip: Sequence[str] = (),
         results: Mapping[str, Any] | None = None,
@@ -87,7 +93,13 @@ class Scheduler:
         self.strategy = strategy or InterruptStrategy()
         self.on_step = on_step
         self.concurrency = concurrency
-        self.progress_interval = progress_interval
+        #: How often steps are sampled: seconds, or a Pace its owner changes.
+        self.pace = (
+            progress_interval
+            if isinstance(progress_interval, Pace)
+            else Pace(progress_interval)
+        )
+        self._idle_pause = self.pace.interval * IDLE_SAMPLING
         self.stall_after = stall_after
         self.states = {
             step.id: StepState(
@@ -170,10 +182,10 @@ class Scheduler:
         # While nothing moves (a step waiting on I/O), the samples space out
         # to IDLE_SAMPLING x the interval: an idle execution process wakes a
         # few times a second, not twenty. The first change is sampled at the
-        # interval again.
-        pause = self.progress_interval
+        # interval again. A slower pace (nobody watches) is never stretched.
+        pause = self.pace.interval
         while True:
-            await asyncio.sleep(pause)
+            await self.pace.sleep(pause)
             moved = self._flush_logs()
             now = time.monotonic()
             for step_id, state in self.states.items():
@@ -191,9 +203,9 @@ class Scheduler:
                     continue
                 self._emit(state)
             if moved:
-                pause = self.progress_interval
+                pause = self.pace.interval
             else:
-                pause = min(pause * 2, self.progress_interval * IDLE_SAMPLING)
+                pause = min(pause * 2, max(self.pace.interval, self._idle_pause))
 
     # -- running steps -----------------------------------------------------------
 

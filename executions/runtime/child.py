@@ -18,9 +18,11 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ..engine import InterruptSignal
+from ..engine.progress import Pace
 from .spec import RunSpec, run_spec
 
 logger = logging.getLogger(__name__)
@@ -77,7 +79,12 @@ def _ignore(number, frame) -> None:
 async def _serve(spec: RunSpec, sock: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     interrupt = InterruptSignal()
-    control = _Control(interrupt)
+    pace = Pace(spec.progress_interval)
+
+    def watched(yes: bool) -> None:
+        pace.set(spec.progress_interval if yes else spec.unwatched_interval)
+
+    control = _Control(interrupt, watched)
     transport, _ = await loop.create_unix_connection(lambda: control, sock=sock)
     writer = asyncio.StreamWriter(transport, control, None, loop)
 
@@ -105,6 +112,7 @@ async def _serve(spec: RunSpec, sock: socket.socket) -> None:
         lambda state: send({"t": "step", "step": state.to_dict()}),
         on_log,
         whole_process=True,
+        pace=pace,
     )
     if unsent:
         send({"t": "log", "lines": [], "dropped": unsent})
@@ -117,21 +125,28 @@ async def _serve(spec: RunSpec, sock: socket.socket) -> None:
 class _Control(asyncio.StreamReaderProtocol):
     """The supervisor's end of the socket, as this process hears it: each
     interrupt sets the signal in the callback that reads it, with no reader
-    task to wake on the way (the hop an interrupt waits for). Writes go
+    task to wake on the way (the hop an interrupt waits for); whether anyone
+    watches the run sets the pace its steps are sampled at. Writes go
     through a StreamWriter on it, with the protocol's flow control."""
 
-    def __init__(self, interrupt: InterruptSignal) -> None:
+    def __init__(
+        self, interrupt: InterruptSignal, watched: Callable[[bool], None]
+    ) -> None:
         # The StreamReader is the base class's; nothing is ever fed to it.
         super().__init__(asyncio.StreamReader(limit=LINE_LIMIT))
         self._interrupt = interrupt
+        self._watched = watched
         self._partial = b""
 
     def data_received(self, data: bytes) -> None:
         *lines, self._partial = (self._partial + data).split(b"\n")
         for line in lines:
             message = json.loads(line)
-            if message.get("t") == "interrupt":
+            kind = message.get("t")
+            if kind == "interrupt":
                 self._interrupt.request(force=bool(message.get("force")))
+            elif kind == "watched":
+                self._watched(bool(message.get("watched")))
 
     def eof_received(self) -> bool:
         _supervisor_gone()

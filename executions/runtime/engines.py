@@ -41,6 +41,9 @@ class ProcessEngine:
     def interrupt(self, force: bool) -> None:
         self.process.interrupt(force)
 
+    def watch(self, watched: bool) -> None:
+        self.process.watch(watched)
+
     async def wait(self) -> str | None:
         """Wait for the process to end; why, if it did not report."""
         await self.process.wait()
@@ -92,6 +95,9 @@ class LocalEngine:
 
     def interrupt(self, force: bool) -> None:
         self.signal.request(force=force)
+
+    def watch(self, watched: bool) -> None:
+        """Nothing to change: a terminal shows every step event itself."""
 
     async def wait(self) -> str | None:
         report: Report = await self.task

@@ -22,6 +22,8 @@ LOG_EVENT_LINES = 200
 STATUS = "execution.status"
 FINISHED = "execution.finished"
 INTERRUPT = "execution.interrupt"
+#: To the control group, from a watcher that just joined: sample for watchers.
+WATCHED = "execution.watched"
 LIST_CHANGED = "executions.changed"
 RUN_REQUEST = "executions.run"
 
@@ -35,5 +37,6 @@ def watch_group(execution_id: uuid.UUID | str) -> str:
 
 
 def control_group(execution_id: uuid.UUID | str) -> str:
-    """The supervisor of one execution: interrupts go here."""
+    """The supervisor of one execution: interrupts go here, and word of a
+    watcher that joined."""
     return f"execution-control.{uuid.UUID(str(execution_id)).hex}"

@@ -7,7 +7,10 @@ The forkserver imports Django and every app's commands once
 Supervisor and execution process talk over a socket pair, one JSON message
 a line:
 
-- supervisor → process: `{"t": "interrupt", "force": bool}`;
+- supervisor → process: `{"t": "interrupt", "force": bool}`, and
+  `{"t": "watched", "watched": bool}` as watchers come and go (nobody
+  watching: its steps are sampled at the database's pace, not the
+  watchers');
 - process → supervisor: `{"t": "step", "step": {...}}` for progress,
   `{"t": "log", "lines": [{"step", "at", "level", "text"}], "dropped": n}`
   for the steps' log lines (a batch per progress interval; `dropped` lines
@@ -79,8 +82,10 @@ class ExecutionProcess:
         self._writer: asyncio.StreamWriter | None = None
         self._reading: asyncio.Task | None = None
         self._exited: asyncio.Future | None = None
-        #: An interrupt asked for while the process was still starting.
+        #: An interrupt asked for while the process was still starting, and
+        #: whether it is watched, if that changed meanwhile.
         self._pending: bool | None = None
+        self._watched: bool | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -101,6 +106,8 @@ class ExecutionProcess:
         )
         if self._pending is not None:
             self.interrupt(self._pending)
+        if self._watched is not None:
+            self.watch(self._watched)
         self._exited = loop.create_future()
         loop.add_reader(self.process.sentinel, self._on_exit)
         self._reading = asyncio.ensure_future(self._read(reader))
@@ -129,6 +136,12 @@ class ExecutionProcess:
             self._pending = force  # sent once connected
         elif not self._writer.is_closing():
             self._writer.write(encode({"t": "interrupt", "force": force}))
+
+    def watch(self, watched: bool) -> None:
+        if self._writer is None:
+            self._watched = watched  # sent once connected
+        elif not self._writer.is_closing():
+            self._writer.write(encode({"t": "watched", "watched": watched}))
 
     async def wait(self) -> None:
         """Until the conversation is over: every message the process sent was

@@ -63,6 +63,7 @@ class Run:
         self.spec = RunSpec.of(
             execution,
             progress_interval=conf.PROGRESS_INTERVAL,
+            unwatched_interval=max(conf.PROGRESS_INTERVAL, conf.DB_PROGRESS_INTERVAL),
             log_rate=conf.LOG_RATE,
             log_burst=conf.LOG_BURST,
             # A terminal's own run keeps the priority its user gave it.
@@ -95,6 +96,10 @@ class Run:
         self._tracebacks_logged: set[str] = set()
         self._closing = False
         self.escalation: asyncio.Task | None = None
+        #: Whether the engine samples for watchers (it starts so), and when a
+        #: watcher last said it joined (monotonic; see runtime/watchers.py).
+        self.watched = True
+        self.joined_at = float("-inf")
 
     # -- progress out
 
@@ -230,6 +235,18 @@ class Run:
         (`drain_outbox(saved=True)`), after the row holds it."""
         self._closing = True
         self._outbox_ready.set()
+
+    def watch(self, watched: bool) -> None:
+        """Sample for watchers, or at the database's pace: told to the
+        engine when it changes."""
+        if watched != self.watched:
+            self.watched = watched
+            self.engine.watch(watched)
+
+    def joined(self) -> None:
+        """A watcher joined (its word on the control group)."""
+        self.joined_at = time.monotonic()
+        self.watch(True)
 
     # -- interrupts in
 

@@ -18,6 +18,7 @@ from ..engine import (
     registry,
 )
 from ..engine.logs import LogListener
+from ..engine.progress import Pace
 from ..models import Execution, Source
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,10 @@ class RunSpec:
     skip: list[str] = field(default_factory=list)
     #: Their results, for the steps that depend on them.
     results: dict[str, Any] = field(default_factory=dict)
+    #: How often steps are sampled while someone watches the run, and while
+    #: nobody does (then only the database reads them: its write interval).
     progress_interval: float = 0.05
+    unwatched_interval: float = 0.5
     #: Started from a shared door (web, API, admin): their limits apply to
     #: the steps too (files.sync's roots), not only to the params.
     restricted: bool = False
@@ -54,6 +58,7 @@ class RunSpec:
         execution: Execution,
         *,
         progress_interval: float,
+        unwatched_interval: float,
         log_rate: float = 1000.0,
         log_burst: int = 2000,
         nice: int = 0,
@@ -75,6 +80,7 @@ class RunSpec:
             skip=skip,
             results=results,
             progress_interval=progress_interval,
+            unwatched_interval=unwatched_interval,
             restricted=execution.created_from != Source.CLI,
             interrupt=interrupt,
             log_rate=log_rate,
@@ -101,11 +107,13 @@ async def run_spec(
     on_log: LogListener | None = None,
     *,
     whole_process: bool = False,
+    pace: Pace | None = None,
 ) -> Report:
     """Run the command's steps under `signal` to a report, their log lines
-    to `on_log`. A command that cannot be built (it changed or vanished
-    since the row was made) fails the run with that error instead of
-    raising. `whole_process`: this process is the run's (an execution
+    to `on_log`, sampled at `pace` (the spec's progress interval unless its
+    caller changes it as the run goes). A command that cannot be built (it
+    changed or vanished since the row was made) fails the run with that
+    error instead of raising. `whole_process`: this process is the run's (an execution
     process), so output from threads no step started is the run's too."""
     try:
         cmd = registry.get(spec.cmd)
@@ -128,7 +136,7 @@ async def run_spec(
         signal=signal,
         strategy=strategy,
         on_step=on_step,
-        progress_interval=spec.progress_interval,
+        progress_interval=pace or Pace(spec.progress_interval),
         skip=spec.skip,
         results=spec.results,
         restricted=spec.restricted,

@@ -36,7 +36,7 @@ from django.utils import timezone
 from ..conf import conf
 from ..engine import InterruptSignal
 from ..models import TERMINAL, Execution, Source
-from . import broadcast, groups, reaper, store
+from . import broadcast, groups, reaper, store, watchers
 from .engines import LocalEngine, ProcessEngine
 from .identity import new_identity
 from .run import KILL_AFTER_TERM, Run, RunObserver
@@ -257,8 +257,11 @@ class Supervisor:
                     quiet.warning("control", "control channels failing", exc_info=True)
                     await asyncio.sleep(1.0)
                     continue
-                if message.get("type") == groups.INTERRUPT:
+                kind = message.get("type")
+                if kind == groups.INTERRUPT:
                     run.deliver(bool(message.get("force")))
+                elif kind == groups.WATCHED:
+                    run.joined()
         finally:
             rejoin.cancel()
             with contextlib.suppress(Exception):
@@ -294,6 +297,7 @@ class Supervisor:
                 if self.runs and now >= due["poll"]:
                     due["poll"] = now + conf.POLL_INTERVAL
                     await self._poll()
+                    await self._pace()
                 if now >= due["progress"]:
                     due["progress"] = now + conf.DB_PROGRESS_INTERVAL
                     await self._write_progress()
@@ -365,6 +369,29 @@ class Supervisor:
                         force=False,
                         reason=f"timed out after {row['timeout']:g} s",
                     )
+
+    async def _pace(self) -> None:
+        """Each run is sampled for its watchers while it has any, and at the
+        database's pace while it has none (runtime/watchers.py). A layer
+        that cannot tell, or fails to, leaves every run at the watchers'. A
+        terminal's own run shows every step event itself: it is not asked."""
+        ids = [run_id for run_id, run in self.runs.items() if not run.local]
+        if not ids:
+            return
+        asked = time.monotonic()
+        try:
+            found = await watchers.watched(get_channel_layer(), ids)
+        except Exception as error:
+            # The layer's own failures say why, with their tracebacks.
+            quiet.warning("watchers", "cannot tell who watches runs: %r", error)
+            found = None
+        else:
+            quiet.recovered("watchers")
+        for run_id in ids:
+            run = self.runs.get(run_id)
+            if run is not None:
+                # A watcher that joined while the layer was asked counts.
+                run.watch(found is None or run_id in found or run.joined_at >= asked)
 
     async def _force_after(self, run: Run, row: dict, now) -> None:
         limit = row["force_after"]

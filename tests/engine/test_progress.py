@@ -9,6 +9,7 @@ import time
 import pytest
 
 from executions.engine import ProgressTracker, Step, StepState, StepStatus
+from executions.engine.progress import Pace
 
 from .steps import HANG, Events, run
 
@@ -170,6 +171,38 @@ async def test_progress_an_idle_step_is_sampled_less_often_and_a_change_soon(
     assert len(idle) < 0.5 / interval / 3
     # The wait between samples is capped, so the change is seen soon.
     assert seen["at"] - seen["moved"] <= interval * scheduler.IDLE_SAMPLING + 0.1
+
+
+async def test_progress_a_pace_changed_mid_run_slows_sampling_and_quickens_at_once():
+    pace = Pace(0.01)
+    seen = {}
+
+    def listen(state: StepState) -> None:
+        seen.setdefault("events", []).append(time.monotonic())
+
+    async def tick(ctx):
+        pace.set(HANG)  # nobody watches any more
+        slowed = time.monotonic()
+        while time.monotonic() - slowed < 0.3:
+            ctx.progress.advance()
+            await asyncio.sleep(0.005)
+        seen["quickened"] = time.monotonic()
+        pace.set(0.01)  # a watcher joined
+        while time.monotonic() - seen["quickened"] < 0.2:
+            ctx.progress.advance()
+            await asyncio.sleep(0.005)
+
+    await run([Step("a", tick)], on_step=listen, progress_interval=pace)
+
+    events = seen["events"]
+    slow = [at for at in events[1:-1] if at < seen["quickened"]]
+    quick = [at for at in events[1:-1] if at >= seen["quickened"]]
+    # At most the sample already under way when the pace slowed (0.01 s);
+    # thirty at the first pace.
+    assert len(slow) <= 1
+    # The slow wait ended when the pace quickened: not HANG seconds later.
+    assert len(quick) >= 5
+    assert quick[0] - seen["quickened"] < 0.1
 
 
 def test_step_state_to_dict_is_the_contract_shape():
