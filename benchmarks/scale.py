@@ -4,7 +4,10 @@
 The embedded default: daphne with the in-memory layer supervises every
 execution, each in an execution process of its own forked from daphne's
 forkserver (each a cooperative step checking every 10 ms, reporting progress
-every tick). At each level, with that many running:
+every tick). Nobody watches them, as with most runs started through the
+API: their execution processes sample at the database's pace
+(runtime/watchers.py; scenario 5 and the crowd measure watched runs). At
+each level, with that many running:
 
 - the server process's CPU (user + system, % of one core) and resident
   memory, measured with psutil over a quiet window; and the CPU and memory
@@ -176,6 +179,10 @@ def markdown(section: dict) -> str:
 
     base = section["baseline"]
     lines = [
+        "Nobody watches these runs: their execution processes sample their "
+        "steps at the database's pace (EXECUTIONS_DB_PROGRESS_INTERVAL), not "
+        "twenty times a second.",
+        "",
         f"Idle server (no execution): CPU {base['cpu']:.1f} % of a core, "
         f"RSS {base['rss']:.0f} MiB (the forkserver: {base.get('pss_children', 0):.0f}"
         f" MiB PSS); after every level: {base['rss_end']:.0f} MiB.",
@@ -188,7 +195,7 @@ def markdown(section: dict) -> str:
     ]
     idle = base.get("idle")
     if idle:
-        lines[1:1] = [
+        lines[3:3] = [
             "",
             f"Idle running: {idle['count']} executions whose step waits (one "
             f"progress tick a second) cost the server {idle['cpu']:.1f} % of a "
