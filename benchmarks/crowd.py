@@ -2,8 +2,9 @@
 
 **Fan-out to a crowd.** Daphne (in-memory layer, the embedded default)
 serves the product; 20 executions run in it throughout (`demo.steps`, one
-cooperative step ticking 100 times a second, progress coalesced to 20
-events a second each, started from the API). Each round starts one more
+cooperative step ticking 100 times a second, started from the API; nobody
+watches them, so their processes sample at the database's pace). Each round
+starts one more
 such run and opens WATCHERS websockets on its detail socket
 (`/ws/executions/<id>/`), each with a session of its own (300 viewers, not
 one browser's 300 tabs: every socket re-checks its own session once a
