@@ -66,7 +66,7 @@ class Pace:
     """How often a scheduler samples its steps, which its owner may change
     while the run goes: an execution process nobody watches samples at the
     database's pace, and at the watchers' again once one joins. Used from
-    the scheduler's event loop only."""
+    the scheduler's event loop only, by one sleeper (its sampler)."""
 
     __slots__ = ("interval", "_waiting")
 

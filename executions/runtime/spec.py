@@ -113,8 +113,9 @@ async def run_spec(
     to `on_log`, sampled at `pace` (the spec's progress interval unless its
     caller changes it as the run goes). A command that cannot be built (it
     changed or vanished since the row was made) fails the run with that
-    error instead of raising. `whole_process`: this process is the run's (an execution
-    process), so output from threads no step started is the run's too."""
+    error instead of raising. `whole_process`: this process is the run's
+    (an execution process), so output from threads no step started is the
+    run's too."""
     try:
         cmd = registry.get(spec.cmd)
         steps = cmd.build(spec.params)

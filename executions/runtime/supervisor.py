@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 quiet = Throttled(logger)
 
 SHUTDOWN_REASON = "the process running it is shutting down"
+#: How long the channel layer may take to say who watches the runs.
+WATCHERS_TIMEOUT = 2.0
 #: How long close() lets a housekeeping round finish before cancelling it.
 CLOSE_TIMEOUT = 5.0
 
@@ -380,7 +382,11 @@ class Supervisor:
             return
         asked = time.monotonic()
         try:
-            found = await watchers.watched(get_channel_layer(), ids)
+            # Bounded: a Redis that stopped answering must not hold up the
+            # heartbeat that follows in this round.
+            found = await asyncio.wait_for(
+                watchers.watched(get_channel_layer(), ids), WATCHERS_TIMEOUT
+            )
         except Exception as error:
             # The layer's own failures say why, with their tracebacks.
             quiet.warning("watchers", "cannot tell who watches runs: %r", error)

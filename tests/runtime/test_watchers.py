@@ -107,7 +107,7 @@ async def test_a_terminals_own_run_is_not_asked_about(monkeypatch):
     assert (asked, run.paces) == ([], [])
 
 
-@pytest.mark.parametrize("answer", ["unknown", "failing"])
+@pytest.mark.parametrize("answer", ["unknown", "failing", "silent"])
 async def test_a_layer_that_cannot_tell_leaves_runs_paced_for_watchers(
     monkeypatch, answer
 ):
@@ -118,9 +118,12 @@ async def test_a_layer_that_cannot_tell_leaves_runs_paced_for_watchers(
     async def ask(layer, run_ids):
         if answer == "failing":
             raise ConnectionError("Redis is away")
+        if answer == "silent":
+            await asyncio.sleep(HANG)  # it took the connection, never answers
         return None
 
     monkeypatch.setattr(supervising.watchers, "watched", ask)
+    monkeypatch.setattr(supervising, "WATCHERS_TIMEOUT", 0.05)
 
     await supervisor._pace()
 
