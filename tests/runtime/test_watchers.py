@@ -192,7 +192,7 @@ async def test_an_execution_process_nobody_watches_samples_at_the_databases_pace
         channel = await layer.new_channel()
         await layer.group_add(groups.watch_group(execution.id), channel)
         await until(lambda: run.watched, timeout=5)
-        watched = await events_within(counted, 1.0)
+        watched = await events_within(counted, 1.5)
     finally:
         await database_sync_to_async(services.request_interrupt)(
             execution.id, source=Source.API, force=True
@@ -200,6 +200,7 @@ async def test_an_execution_process_nobody_watches_samples_at_the_databases_pace
         await asyncio.wait_for(task, HANG)
         await supervisor.close()
 
-    # Every 0.5 s alone: about 3 in 1.5 s; 20 a second watched.
+    # Every 0.5 s alone: about 3 in 1.5 s; watched, 20 a second (30 in
+    # 1.5 s; a loaded machine delivers fewer, never as few as alone).
     assert alone <= 5
     assert watched >= 10
