@@ -42,6 +42,13 @@ async def test_without_a_layer_nobody_watches_and_another_layer_cannot_tell():
     assert await watchers.watched(object(), [run_id]) is None
 
 
+async def until(condition, timeout: float = HANG) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
 class FakeRun:
     local = False
 
@@ -137,12 +144,10 @@ async def test_a_watchers_word_on_the_control_group_reaches_the_run():
     listening = asyncio.ensure_future(supervisor._listen_for_interrupts(run))
     try:
         group = groups.control_group(run.id)
-        while not layer.groups.get(group):
-            await asyncio.sleep(0.01)
+        await until(lambda: layer.groups.get(group), timeout=5)
 
         await layer.group_send(group, {"type": groups.WATCHED})
-        while run.joined_at == float("-inf"):
-            await asyncio.sleep(0.01)
+        await until(lambda: run.joined_at > float("-inf"), timeout=5)
     finally:
         listening.cancel()
 
@@ -160,13 +165,6 @@ async def events_within(counted: list[float], seconds: float) -> int:
     before = len(counted)
     await asyncio.sleep(seconds)
     return len(counted) - before
-
-
-async def until(condition, timeout: float = HANG) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.django_db(transaction=True)
