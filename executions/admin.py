@@ -23,7 +23,7 @@ from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
 from . import display, errors, services
-from .models import Execution, Source
+from .models import Execution, Source, iso
 from .templatetags import execution_display as tags
 
 # The changelist shows IDs by their first 8 hex digits; searching for one
@@ -222,13 +222,12 @@ class ExecutionAdmin(admin.ModelAdmin):
     def created(self, obj: Execution) -> SafeString:
         return render_to_string(
             "executions/display/timestamp.html",
-            tags.timestamp(obj.snapshot()["created_at"]),
+            tags.timestamp(iso(obj.created_at)),
         )
 
     @admin.display(description="Duration")
     def duration(self, obj: Execution) -> str:
-        snapshot = obj.snapshot()
-        return display.elapsed(snapshot["started_at"], snapshot["finished_at"])
+        return display.elapsed(iso(obj.started_at), iso(obj.finished_at))
 
     @admin.display(description="Interrupted by", ordering="interrupt_requested_at")
     def interrupted_by(self, obj: Execution) -> str | None:

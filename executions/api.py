@@ -21,7 +21,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 
 from . import errors, services
 from .errors import ServiceError
-from .models import Source, Status
+from .models import Execution, Source, Status
 
 API_PREFIX = "/api/"
 DEFAULT_LIMIT = 100
@@ -107,9 +107,7 @@ def executions(request: HttpRequest) -> HttpResponse:
         )
     limit = _limit(request.GET.get("limit"))
     queryset = services.list_executions(user=request.user, status=status)
-    return JsonResponse(
-        {"executions": [execution.snapshot() for execution in queryset[:limit]]}
-    )
+    return JsonResponse({"executions": Execution.snapshots(queryset[:limit])})
 
 
 def _start(request: HttpRequest) -> HttpResponse:

@@ -23,7 +23,7 @@ from django.conf import settings
 from . import errors, services, sessions
 from .errors import ServiceError
 from .flow import Outbox, TokenBucket, close_frames_on_failure, daphne_connection
-from .models import Source
+from .models import Execution, Source
 from .runtime import broadcast, layerwatch
 from .runtime.groups import LIST_GROUP, WATCHED, control_group, watch_group
 from .sessions import session_tag, user_group
@@ -154,7 +154,7 @@ def _interrupt(
 @database_sync_to_async
 def _list_snapshot(user) -> list[dict[str, Any]]:
     executions = services.list_executions(user=user)
-    return [execution.snapshot() for execution in executions[:LIST_SNAPSHOT_SIZE]]
+    return Execution.snapshots(executions[:LIST_SNAPSHOT_SIZE])
 
 
 # -- consumers -------------------------------------------------------------------

@@ -4,7 +4,8 @@ Django 5.2's `QuerySet.update()` returns a count only. A compare-and-set
 whose caller needs the row as it now stands would read it back: a second
 statement, and a race. `update` writes and returns the row in one statement,
 built from the model's meta, and makes the instance from it with the ORM's
-own converters.
+own converters (`instance`, which other statements written from the meta
+use too).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def update(
         return None
     if matched is not None:
         matched()
-    return _from_row(model, connection, rows[0])
+    return instance(model, connection, rows[0])
 
 
 def _statement(connection, meta, pk, changes: dict, where: dict) -> tuple[str, list]:
@@ -96,7 +97,7 @@ def _sql(alias: str, meta, changed: tuple, where: tuple) -> str:
     )
 
 
-def _from_row(model, connection, row) -> models.Model:
+def instance(model, connection, row) -> models.Model:
     """An instance from a row of every concrete column in order, each value
     converted as the ORM converts what it reads (`SQLCompiler.
     apply_converters`): JSON decoded, SQLite's text made datetimes and UUIDs.

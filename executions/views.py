@@ -46,7 +46,7 @@ def execution_list(request: HttpRequest) -> HttpResponse:
     context = {
         "page": page,
         "as_of": as_of,
-        "rows": [execution.snapshot() for execution in page.rows],
+        "rows": Execution.snapshots(page.rows),
         "sorts": {key: label for key, (label, *_) in listing.SORTS.items()},
         "can_start": services.can(request.user, "add"),
         "can_interrupt": services.can(request.user, "interrupt"),

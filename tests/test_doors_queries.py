@@ -1,5 +1,7 @@
 """The interrupt path from each door stays short: the queries one interrupt
-of a running execution costs, and (websocket) the thread hops it takes.
+of a running execution costs, and (websocket) the thread hops it takes. And
+the lists: what a door that lists executions costs does not grow with the
+interrupted rows it shows (their requests are read in one go).
 
 The counts are the whole request's: the session and the user (Django's own
 middleware), the permissions (one query on the user's cold permission cache,
@@ -19,8 +21,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from executions import services
+from executions import consumers, services
 from executions.models import Execution, InterruptRequest, Source, Status
+from tests import factories
 from tests.sockets import receive, socket
 
 PASSWORD = "correct horse battery staple"
@@ -169,3 +172,50 @@ async def test_websocket_interrupt_of_a_running_execution_queries_and_hops(
     # INSERT
     assert len(queries) <= 3, [query["sql"] for query in queries]
     assert len(hops) == 1
+
+
+def _list_queries(client: Client, url: str) -> int:
+    with CaptureQueriesContext(connections["default"]) as queries:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(queries)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/executions/",
+        "/executions/",
+        "/admin/executions/execution/",
+    ],
+)
+def test_a_list_reads_its_rows_interrupt_requests_in_one_go(make_user, url):
+    client = Client()
+    client.force_login(make_user("view", is_staff=True))
+    factories.execution(Status.INTERRUPTED)
+    factories.execution(Status.SUCCEEDED)
+    client.get(url)  # warm: the content types, the permissions
+    one = _list_queries(client, url)
+    for _ in range(4):
+        factories.execution(Status.INTERRUPTED)
+        factories.execution(Status.INTERRUPTING)
+
+    assert _list_queries(client, url) == one
+
+
+@pytest.mark.django_db
+def test_the_list_sockets_snapshot_reads_the_requests_in_one_go(make_user):
+    user = make_user("view")
+    rows = [factories.execution(Status.INTERRUPTED) for _ in range(3)]
+    list_snapshot = consumers._list_snapshot.func
+
+    # the permissions, the rows, their requests
+    with CaptureQueriesContext(connections["default"]) as queries:
+        snapshots = list_snapshot(user)
+
+    assert len(queries) == 3, [query["sql"] for query in queries]
+    assert snapshots == [
+        Execution.objects.get(pk=row.pk).snapshot() for row in reversed(rows)
+    ]
+    assert all(len(s["interrupt"]["requests"]) == 1 for s in snapshots)

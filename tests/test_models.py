@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from executions import services
 from executions.engine import StepState, StepStatus
-from executions.models import Execution, LogLine, Source, Status
+from executions.models import Execution, InterruptRequest, LogLine, Source, Status
 
 pytestmark = pytest.mark.django_db
 
@@ -130,6 +130,87 @@ def test_record_interrupt_with_force_first_is_a_forced_request():
 
     assert result == "requested"
     assert fresh(execution).interrupt_force
+
+
+# -- interrupt requests, read in one go ----------------------------------------------
+
+
+def requested(*sources: str, **fields) -> Execution:
+    """A running execution asked to stop once per source (the later ones
+    forced), read back without its requests."""
+    execution = running(**fields)
+    for index, source in enumerate(sources):
+        execution.record_interrupt(source=source, force=index > 0)
+    return fresh(execution)
+
+
+def test_attach_reads_the_requests_of_many_rows_in_one_statement(
+    django_assert_num_queries,
+):
+    rows = [requested(Source.WEB, Source.CLI), requested(Source.API), running()]
+    rows[2] = fresh(rows[2])
+
+    with django_assert_num_queries(1):
+        InterruptRequest.attach(rows)
+    with django_assert_num_queries(0):
+        snapshots = [row.snapshot() for row in rows]
+
+    assert snapshots == [fresh(row).snapshot() for row in rows]
+    sources = [[r["source"] for r in s["interrupt"]["requests"]] for s in snapshots[:2]]
+    assert sources == [[Source.WEB, Source.CLI], [Source.API]]
+    assert snapshots[2]["interrupt"] is None
+    request = rows[0].requests()[0]
+    with django_assert_num_queries(0):
+        assert request.execution is rows[0]
+
+
+def test_attach_reads_nothing_for_rows_without_requests_or_read_already(
+    django_assert_num_queries,
+):
+    asked = requested(Source.WEB)
+    prefetched = Execution.objects.prefetch_related("interrupt_requests").get(
+        pk=requested(Source.API).pk
+    )
+    never = fresh(running())
+    InterruptRequest.attach([asked])
+
+    with django_assert_num_queries(0):
+        InterruptRequest.attach([never, asked, prefetched])
+        InterruptRequest.attach([])
+        assert never.snapshot()["interrupt"] is None
+    assert [r.source for r in prefetched.requests()] == [Source.API]
+
+
+def test_attach_reads_in_chunks(monkeypatch, django_assert_num_queries):
+    monkeypatch.setattr("executions.models.REQUESTS_CHUNK", 2)
+    rows = [requested(Source.WEB, Source.API) for _ in range(5)]
+
+    with django_assert_num_queries(3):
+        InterruptRequest.attach(rows)
+
+    assert [len(row.requests()) for row in rows] == [2] * 5
+
+
+def test_one_rows_snapshot_reads_its_requests_once(django_assert_num_queries):
+    row = requested(Source.WEB)
+
+    with django_assert_num_queries(1):
+        first = row.snapshot()
+        second = row.snapshot()
+
+    assert first == second
+    assert first["interrupt"]["requests"][0]["source"] == Source.WEB
+
+
+def test_a_new_request_is_shown_by_the_instance_that_recorded_it():
+    execution = requested(Source.WEB)
+    assert len(execution.snapshot()["interrupt"]["requests"]) == 1
+
+    assert execution.record_interrupt(source=Source.CLI, force=True) == "escalated"
+
+    requests = execution.snapshot()["interrupt"]["requests"]
+    assert [r["source"] for r in requests] == [Source.WEB, Source.CLI]
+    assert execution.snapshot() == fresh(execution).snapshot()
 
 
 @pytest.mark.parametrize("status", [Status.SUCCEEDED, Status.FAILED, Status.LOST])

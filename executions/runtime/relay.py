@@ -15,7 +15,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from ..conf import conf
-from ..models import Execution, LogLine
+from ..models import Execution, InterruptRequest, LogLine
 from . import broadcast, groups, store
 from .throttle import Throttled
 
@@ -74,6 +74,8 @@ def _changed_rows(supervisor: str, since, seen: dict) -> list[tuple]:
             changes.append((execution, False, changed_steps, state != before[0], lines))
     for key in set(seen) - returned:
         del seen[key]  # ended longer ago than the window: no longer watched
+    # What _tell shows in full, read here in one go: it then needs no query.
+    InterruptRequest.attach(change[0] for change in changes if change[1] or change[3])
     return changes
 
 
@@ -95,7 +97,6 @@ async def relay(supervisor: str) -> None:
 
 
 async def _tell(execution: Execution, new: bool, steps, status_changed, lines) -> None:
-    snapshot = await store.runtime_database(execution.snapshot)()
     group = groups.watch_group(execution.id)
     if steps:
         await broadcast.send(
@@ -117,7 +118,7 @@ async def _tell(execution: Execution, new: bool, steps, status_changed, lines) -
             },
         )
     if new:
-        await broadcast.status_changed(snapshot, groups.CREATED)
+        await broadcast.status_changed(execution.snapshot(), groups.CREATED)
     if status_changed:
         event = groups.FINISHED if execution.is_finished else groups.STATUS
-        await broadcast.status_changed(snapshot, event)
+        await broadcast.status_changed(execution.snapshot(), event)
