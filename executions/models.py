@@ -431,16 +431,24 @@ class Execution(models.Model):
         its strategy to do (finish-current, poll-next-n:0)."""
         return self.strategy in ("finish-current", "poll-next-n:0")
 
-    def record_delivered(self) -> bool:
-        """The execution process's signal is set: record when, once."""
-        updated = (
-            type(self)
-            .objects.filter(
-                pk=self.pk, status__in=RUNNING, interrupt_delivered_at__isnull=True
-            )
-            .update(interrupt_delivered_at=timezone.now())
+    @classmethod
+    def record_delivered(cls, pk) -> Execution | None:
+        """The execution process's signal is set: record when, once. Returns
+        the row as it then stands, in the one `UPDATE ... RETURNING` where the
+        database has it (a read after the write where not), or None, having
+        changed nothing, if it was recorded before, the run had ended, or the
+        row is gone."""
+        changes = {"interrupt_delivered_at": timezone.now()}
+        where = {"status": RUNNING, "interrupt_delivered_at": None}
+        connection = connections[router.db_for_write(cls)]
+        if returning.supported(connection):
+            return returning.update(connection, cls, pk, changes, where=where)
+        queryset = cls.objects.filter(
+            pk=pk, status__in=RUNNING, interrupt_delivered_at__isnull=True
         )
-        return bool(updated)
+        if not queryset.update(**changes):
+            return None
+        return cls.objects.filter(pk=pk).first()  # None: deleted since
 
     def save_steps(self, steps: list[dict]) -> bool:
         """Persist step progress while the run is live."""

@@ -295,6 +295,68 @@ def test_record_interrupt_of_running_leaves_a_database_without_returning_alone(
     assert fresh(execution).status == Status.RUNNING
 
 
+# -- record_delivered ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["returning", "no-returning"])
+def test_record_delivered_returns_the_row_as_it_then_stands(returning, monkeypatch):
+    execution = running()
+    execution.record_interrupt(source=Source.WEB, reason="enough")
+    if not returning:
+        monkeypatch.setattr(
+            connection.features, "can_return_columns_from_insert", False
+        )
+
+    row = Execution.record_delivered(execution.pk)
+
+    assert row.status == Status.INTERRUPTING
+    assert row.interrupt_delivered_at is not None
+    assert row.snapshot() == fresh(execution).snapshot()
+    assert row.snapshot()["interrupt"]["requests"][0]["reason"] == "enough"
+
+
+def test_record_delivered_and_its_snapshot_are_two_statements(
+    django_assert_num_queries,
+):
+    execution = running()
+    execution.record_interrupt(source=Source.WEB)
+
+    with django_assert_num_queries(2):  # the write and the row; the requests
+        Execution.record_delivered(execution.pk).snapshot()
+
+
+def test_record_delivered_records_once():
+    execution = running()
+    execution.record_interrupt(source=Source.WEB)
+    first = Execution.record_delivered(execution.pk)
+    before = list(Execution.objects.values())
+
+    second = Execution.record_delivered(execution.pk)
+
+    assert first is not None
+    assert second is None
+    assert list(Execution.objects.values()) == before
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["returning", "no-returning"])
+def test_record_delivered_of_an_ended_or_unknown_run_changes_nothing(
+    returning, monkeypatch
+):
+    execution = make_execution()
+    execution.record_interrupt(source=Source.WEB)  # queued: interrupted at once
+    if not returning:
+        monkeypatch.setattr(
+            connection.features, "can_return_columns_from_insert", False
+        )
+    before = list(Execution.objects.values())
+
+    ended = Execution.record_delivered(execution.pk)
+    unknown = Execution.record_delivered("00000000-0000-0000-0000-000000000000")
+
+    assert (ended, unknown) == (None, None)
+    assert list(Execution.objects.values()) == before
+
+
 # -- finish, and terminal states being final -------------------------------------------
 
 

@@ -195,10 +195,11 @@ def request(execution_id: str, *, source: str, force: bool, reason: str) -> None
 
 @runtime_database
 def acknowledge(execution_id: str) -> dict | None:
-    execution = Execution.objects.filter(pk=execution_id).first()
-    if execution is None or not execution.record_delivered():
-        return None
-    return Execution.objects.get(pk=execution_id).snapshot()
+    """Record that the run's signal is set; its snapshot, or None if that was
+    recorded before (or the run ended, or its row is gone): one statement for
+    the write and the row, one for its interrupt requests."""
+    execution = Execution.record_delivered(execution_id)
+    return execution.snapshot() if execution is not None else None
 
 
 @runtime_database

@@ -76,6 +76,19 @@ async def test_progress_of_many_runs_is_one_statement_for_the_running_rows(
     assert now[str(done.pk)] == done.steps  # finished: left as it ended
 
 
+async def test_acknowledge_records_the_delivery_once_and_returns_the_snapshot():
+    row = await database_sync_to_async(execution)(Status.RUNNING)
+    await database_sync_to_async(row.record_interrupt)(source="api")
+
+    first = await store.acknowledge(row.pk)
+    second = await store.acknowledge(row.pk)
+
+    now = await database_sync_to_async(Execution.objects.get)(pk=row.pk)
+    assert now.interrupt_delivered_at is not None
+    assert first == await database_sync_to_async(now.snapshot)()
+    assert second is None
+
+
 def test_a_forked_child_gets_a_runtime_thread_of_its_own():
     """A prefork pool forks its children after the parent may have used the
     runtime's thread: work handed to it in a child must still run."""
