@@ -67,16 +67,33 @@ class LogSink:
         self._clock = clock
         self._stamp = clock()
 
+    def admit(self) -> bool:
+        """Take the rate cap's token for one line, or count the line dropped:
+        a source asks before it makes the line, so a flood past the cap costs
+        no formatting."""
+        with self._lock:
+            if self._take():
+                return True
+            self._dropped += 1
+            return False
+
     def write(
-        self, step: str | None, level: str, text: str, *, always: bool = False
+        self,
+        step: str | None,
+        level: str,
+        text: str,
+        *,
+        always: bool = False,
+        admitted: bool = False,
     ) -> None:
         """Add one line. `always` skips the rate cap: a step's traceback is
-        what a reader most needs, and there is one per failed step."""
+        what a reader most needs, and there is one per failed step.
+        `admitted`: the line's token was taken already (`admit`)."""
         limit = TRACEBACK_CHARS if always else LINE_CHARS
         if len(text) > limit:
             text = CLIPPED.strip() + text[-limit:] if always else text[:limit] + CLIPPED
         with self._lock:
-            if always or self._take():
+            if always or admitted or self._take():
                 self._lines.append(
                     {"step": step, "at": time.time(), "level": level, "text": text}
                 )
@@ -138,8 +155,9 @@ class StepLog:
         self._step = step
 
     def _write(self, level: str, message: str, args: tuple) -> None:
-        if self._sink is not None:
-            self._sink.write(self._step, level, message % args if args else message)
+        if self._sink is not None and self._sink.admit():
+            text = message % args if args else message
+            self._sink.write(self._step, level, text, admitted=True)
 
     def debug(self, message: str, *args: Any) -> None:
         self._write("debug", message, args)
@@ -225,14 +243,14 @@ class _Handler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         route = current()
-        if route is None:
-            return
+        if route is None or not route.sink.admit():
+            return  # outside any run, or past its rate cap: not even formatted
         try:
             text = self.format(record)
         except Exception:
             self.handleError(record)
             return
-        route.sink.write(route.step, record.levelname.lower(), text)
+        route.sink.write(route.step, record.levelname.lower(), text, admitted=True)
 
 
 class _Capture:

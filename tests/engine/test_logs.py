@@ -10,6 +10,7 @@ import sys
 import threading
 
 from executions.engine import Scheduler, Step, StepStatus
+from executions.engine import logs as step_logs
 from executions.engine.logs import CLIPPED, LINE_CHARS, LogSink
 
 from .steps import HANG, Events, Gate, gated, run
@@ -162,6 +163,39 @@ async def test_scheduler_caps_a_million_line_flood_at_the_source():
     assert logs.dropped == 1_000_000 - 100
 
 
+async def test_scheduler_formats_no_line_past_the_cap(monkeypatch):
+    """A flood past the rate cap costs its step no formatting: the cap is
+    asked before a `logging` record or a `ctx.log` line is made into text."""
+    formatted = []
+
+    class Counted:
+        def __str__(self) -> str:
+            formatted.append("ctx.log")
+            return "counted"
+
+    def format(handler, record):
+        formatted.append("logging")
+        return record.getMessage()
+
+    monkeypatch.setattr(step_logs._Handler, "format", format)
+    logs = Logs()
+
+    def flood(ctx):
+        for _ in range(5):
+            step_logger.warning("%s", "record")
+            ctx.log.info("%s", Counted())
+
+    await run([Step("a", flood)], on_log=logs, log_rate=0, log_burst=3)
+
+    assert formatted == ["logging", "ctx.log", "logging"]
+    assert logs.of("a") == [
+        ("warning", "record"),
+        ("info", "counted"),
+        ("warning", "record"),
+    ]
+    assert logs.dropped == 10 - 3
+
+
 async def test_scheduler_logs_a_failed_steps_traceback_and_keeps_its_error():
     logs = Logs()
     events = Events()
@@ -219,6 +253,19 @@ def test_log_sink_refills_at_its_rate():
     assert [line["text"] for line in lines] == ["1", "2", "4"]
     assert dropped == 1
     assert sink.drain() == ([], 0)
+
+
+def test_log_sink_admit_takes_a_token_or_counts_the_line_dropped():
+    sink = LogSink(rate=0, burst=1)
+
+    first, second = sink.admit(), sink.admit()
+    sink.write("a", "info", "admitted", admitted=True)
+    sink.write("a", "info", "over the cap")
+    lines, dropped = sink.drain()
+
+    assert (first, second) == (True, False)
+    assert [line["text"] for line in lines] == ["admitted"]
+    assert dropped == 2
 
 
 def test_log_sink_clips_a_long_line():
