@@ -1,0 +1,150 @@
+"""The HTTP side of the app's ASGI application (executions/asgi.py): a sync
+view's request is one thread hop, middleware and view together; an async
+view's stays on the event loop; Django's answers (404, 500) are as its own
+handler gives them."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from asgiref.sync import SyncToAsync
+from channels.testing import HttpCommunicator
+from django.core.handlers.asgi import ASGIHandler
+from django.http import HttpResponse
+from django.test import override_settings
+from django.urls import include, path
+from django.utils.deprecation import MiddlewareMixin
+
+from executions.asgi import OneHopASGIHandler, get_asgi_application
+from peace_site.asgi import application
+
+#: (what ran, on which thread), in the order it ran.
+seen: list[tuple[str, int]] = []
+
+
+class Recording(MiddlewareMixin):
+    def process_request(self, request):
+        seen.append(("request", threading.get_ident()))
+
+    def process_response(self, request, response):
+        seen.append(("response", threading.get_ident()))
+        response["X-Recorded"] = "yes"
+        return response
+
+
+def sync_view(request):
+    seen.append(("view", threading.get_ident()))
+    return HttpResponse("sync")
+
+
+async def async_view(request):
+    seen.append(("view", threading.get_ident()))
+    return HttpResponse("async")
+
+
+def broken_view(request):
+    raise RuntimeError("boom")
+
+
+urlpatterns = [
+    path("sync/", sync_view),
+    path("async/", async_view),
+    path("broken/", broken_view),
+    path("", include("peace_site.urls")),  # what the error pages link to
+]
+
+
+@pytest.fixture
+def hops(monkeypatch) -> list:
+    """What each `sync_to_async` call made while the fixture lasts ran."""
+    called = []
+    original = SyncToAsync.__call__
+
+    def counted(self, *args, **kwargs):
+        called.append(self.func)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "__call__", counted)
+    return called
+
+
+@pytest.fixture
+def handler_class():
+    """Handlers built under this module's URLs and two recording middlewares."""
+    seen.clear()
+    with override_settings(
+        ROOT_URLCONF=__name__, MIDDLEWARE=[f"{__name__}.Recording"] * 2
+    ):
+        yield lambda cls=OneHopASGIHandler: cls()
+
+
+async def get(handler, url: str) -> dict:
+    return await HttpCommunicator(handler, "GET", url).get_response()
+
+
+def hopped_alone(hops: list) -> list:
+    """The hops made for a middleware's method or a view by itself."""
+    return [
+        func
+        for func in hops
+        if isinstance(getattr(func, "__self__", None), Recording)
+        or func in (sync_view, broken_view)
+    ]
+
+
+async def test_a_sync_views_request_is_one_hop_for_its_middleware_and_view(
+    handler_class, hops
+):
+    response = await get(handler_class(), "/sync/")
+
+    assert (response["status"], response["body"]) == (200, b"sync")
+    assert (b"X-Recorded", b"yes") in response["headers"]
+    assert [what for what, _ in seen] == ["request"] * 2 + ["view"] + ["response"] * 2
+    assert len({thread for _, thread in seen}) == 1
+    assert seen[0][1] != threading.get_ident()  # not the event loop's
+    assert hopped_alone(hops) == []
+
+
+async def test_djangos_own_handler_hops_for_each_middleware(handler_class, hops):
+    """What the handler saves: the same request through Django's."""
+    response = await get(handler_class(ASGIHandler), "/sync/")
+
+    assert response["status"] == 200
+    assert len(hopped_alone(hops)) == 2 * 2 + 1  # each middleware twice, the view
+
+
+async def test_an_async_view_runs_on_the_event_loop(handler_class):
+    response = await get(handler_class(), "/async/")
+
+    assert (response["status"], response["body"]) == (200, b"async")
+    assert (b"X-Recorded", b"yes") in response["headers"]
+    assert ("view", threading.get_ident()) in seen
+
+
+async def test_an_unknown_path_is_djangos_404_through_the_middleware(
+    handler_class, hops
+):
+    response = await get(handler_class(), "/nowhere/")
+
+    assert response["status"] == 404
+    assert (b"X-Recorded", b"yes") in response["headers"]
+    assert hopped_alone(hops) == []
+
+
+async def test_a_view_that_raises_is_djangos_500(handler_class, caplog):
+    response = await get(handler_class(), "/broken/")
+
+    assert response["status"] == 500
+    assert (b"X-Recorded", b"yes") in response["headers"]
+    assert "Internal Server Error: /broken/" in caplog.text
+
+
+def test_the_apps_application_serves_http_with_it():
+    assert isinstance(application.app.application_mapping["http"], OneHopASGIHandler)
+
+
+def test_a_projects_own_http_application_is_kept():
+    own = ASGIHandler()
+
+    assert get_asgi_application(own).app.application_mapping["http"] is own
