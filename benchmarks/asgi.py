@@ -7,6 +7,9 @@ a bare ASGI HTTP answer (`/bench/ping/`, 204, no Django) as the floor of
 an HTTP request to daphne, and a bare Django view (`/bench/update/<id>/`) as
 the floor of the API's interrupt door: a logged-in session's POST, CSRF
 checked as the API's are, that does one UPDATE of the row and answers 202.
+Under `/bench/stock/` the same URLs are served by Django's own ASGI handler
+(the prefix stripped), for what the product's one-hop handler
+(`executions.asgi.OneHopASGIHandler`) is measured against.
 
     daphne -b 127.0.0.1 -p PORT benchmarks.asgi:application
 """
@@ -23,6 +26,7 @@ from peace_site.asgi import application as peace_application  # noqa: I001
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 from django.utils import timezone
@@ -87,6 +91,9 @@ if __name__ != settings.ROOT_URLCONF:
 
 _watcher = BareWatcher.as_asgi()
 _sender = BareSender.as_asgi()
+#: Django's own handler, under STOCK.
+STOCK = "/bench/stock"
+_stock = ASGIHandler()
 
 
 async def ping(scope, receive, send) -> None:
@@ -99,6 +106,10 @@ async def ping(scope, receive, send) -> None:
 async def application(scope, receive, send):
     if scope["type"] == "http" and scope["path"] == "/bench/ping/":
         return await ping(scope, receive, send)
+    if scope["type"] == "http" and scope["path"].startswith(STOCK + "/"):
+        stripped = scope["path"][len(STOCK) :]
+        scope = {**scope, "path": stripped, "raw_path": stripped.encode()}
+        return await _stock(scope, receive, send)
     if scope["type"] == "websocket" and scope["path"] == "/ws/bench/watch/":
         return await _watcher(scope, receive, send)
     if scope["type"] == "websocket" and scope["path"] == "/ws/bench/send/":

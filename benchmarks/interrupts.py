@@ -46,6 +46,15 @@ PING = "HTTP GET round trip, bare ASGI on daphne (reference)"
 #: The floor of the API door (issue 13): what it cannot do without.
 API_FLOOR = "bare Django POST, logged in, CSRF, one UPDATE: its 202 back (floor)"
 DJANGO_404 = "HTTP GET round trip, a Django 404 (reference)"
+#: The same through Django's own ASGI handler (benchmarks/asgi.py's STOCK):
+#: what the product's one-hop handler saves.
+STOCK = "/bench/stock"
+API_FLOOR_STOCK = (
+    "the floor's POST through Django's own ASGI handler: its 202 back (reference)"
+)
+DJANGO_404_STOCK = (
+    "HTTP GET round trip, a Django 404 through Django's own ASGI handler (reference)"
+)
 
 
 def ms(seconds: float) -> float:
@@ -230,13 +239,14 @@ async def cli_floor(site: Site, samples: int) -> list[float]:
     return latencies
 
 
-async def update_floor(site: Site, samples: int) -> list[float]:
+async def update_floor(site: Site, samples: int, prefix: str = "") -> list[float]:
     """The API door's floor: the logged-in session's POST, with its CSRF
     token, to a view of the benchmark's own (`benchmarks/asgi.py`) that does
-    one UPDATE of an execution's row; sent → its 202 back."""
+    one UPDATE of an execution's row; sent → its 202 back. Under `prefix`
+    (STOCK: through Django's own ASGI handler)."""
     key = await site.start_joined()
     await site.stop(key)
-    path = f"/bench/update/{uuid.UUID(key)}/"
+    path = f"{prefix}/bench/update/{uuid.UUID(key)}/"
 
     def call() -> list[float]:
         latencies = []
@@ -315,6 +325,9 @@ async def run(context: Context) -> None:
             if door is door_api:
                 # Right after the door it is the floor of, same neighbours.
                 memory_rows.append((API_FLOOR, await update_floor(server, samples)))
+                memory_rows.append(
+                    (API_FLOOR_STOCK, await update_floor(server, samples, STOCK))
+                )
             if "reply" in series and door is not door_cli:
                 memory_rows.append(
                     (f"{name}: its response back (reference)", series["reply"])
@@ -333,6 +346,12 @@ async def run(context: Context) -> None:
         memory_rows.append((PING, await round_trips(server, "/bench/ping/", samples)))
         memory_rows.append(
             (DJANGO_404, await round_trips(server, "/bench/no-such-page/", samples))
+        )
+        memory_rows.append(
+            (
+                DJANGO_404_STOCK,
+                await round_trips(server, f"{STOCK}/bench/no-such-page/", samples),
+            )
         )
         ctrl_c = await sigint(server, slow)
         memory_rows.append(
