@@ -1,16 +1,20 @@
 """The HTTP side of the app's ASGI application (executions/asgi.py): a sync
 view's request is one thread hop, middleware and view together; an async
 view's stays on the event loop; Django's answers (404, 500) are as its own
-handler gives them."""
+handler gives them; request threads, and their database connections, are
+kept for the next request as CONN_MAX_AGE allows."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import threading
 
 import pytest
 from asgiref.sync import SyncToAsync
 from channels.testing import HttpCommunicator
 from django.core.handlers.asgi import ASGIHandler
+from django.db import connection, connections
 from django.http import HttpResponse
 from django.test import override_settings
 from django.urls import include, path
@@ -47,10 +51,30 @@ def broken_view(request):
     raise RuntimeError("boom")
 
 
+#: The database connection each request of db_view used, in order.
+used: list = []
+#: What two requests to together_view wait for: each other.
+together = threading.Barrier(2, timeout=10)
+
+
+def db_view(request):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    used.append((threading.get_ident(), connection.connection))
+    return HttpResponse("db")
+
+
+def together_view(request):
+    together.wait()  # both requests in their views at once, or it breaks
+    return HttpResponse("together")
+
+
 urlpatterns = [
     path("sync/", sync_view),
     path("async/", async_view),
     path("broken/", broken_view),
+    path("db/", db_view),
+    path("together/", together_view),
     path("", include("peace_site.urls")),  # what the error pages link to
 ]
 
@@ -73,6 +97,7 @@ def hops(monkeypatch) -> list:
 def handler_class():
     """Handlers built under this module's URLs and two recording middlewares."""
     seen.clear()
+    used.clear()
     with override_settings(
         ROOT_URLCONF=__name__, MIDDLEWARE=[f"{__name__}.Recording"] * 2
     ):
@@ -148,3 +173,114 @@ def test_a_projects_own_http_application_is_kept():
     own = ASGIHandler()
 
     assert get_asgi_application(own).app.application_mapping["http"] is own
+
+
+async def kept(handler: OneHopASGIHandler, count: int) -> None:
+    """Wait until `count` request threads are kept (a thread is kept once
+    it is free, just after its request is answered)."""
+    for _ in range(500):
+        if len(handler._idle) == count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{len(handler._idle)} threads kept, not {count}")
+
+
+@pytest.fixture
+def persistent(monkeypatch):
+    """CONN_MAX_AGE as the project sets it (the tests' settings say 0)."""
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 60)
+
+
+def closed(raw) -> bool:
+    """Whether a driver's connection is closed (asked only where no other
+    thread may be using it: sqlite3 does not survive a close meanwhile)."""
+    if hasattr(raw, "closed"):  # psycopg
+        return bool(raw.closed)
+    try:  # sqlite3 has no flag: a closed connection refuses
+        raw.execute("SELECT 1")
+    except sqlite3.ProgrammingError as error:
+        return "closed" in str(error)
+    return False
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_requests_one_after_another_share_a_thread_and_its_connection(
+    handler_class, persistent
+):
+    handler = handler_class()
+    try:
+        for _ in range(3):
+            assert (await get(handler, "/db/"))["status"] == 200
+            await kept(handler, 1)
+    finally:
+        handler.close()
+
+    threads, raws = zip(*used, strict=True)
+    assert len(set(threads)) == 1
+    assert raws[0] is raws[1] is raws[2]  # CONN_MAX_AGE is 60: kept
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_conn_max_age_0_closes_the_connection_after_each_request(
+    handler_class, monkeypatch
+):
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
+    handler = handler_class()
+    try:
+        for _ in range(2):
+            assert (await get(handler, "/db/"))["status"] == 200
+            await kept(handler, 1)
+    finally:
+        handler.close()
+
+    (first_thread, first), (second_thread, second) = used
+    assert first_thread == second_thread
+    assert first is not second
+    assert closed(first)
+
+
+async def test_requests_at_once_each_have_a_thread(handler_class):
+    handler = handler_class()
+    try:
+        responses = await asyncio.wait_for(
+            asyncio.gather(get(handler, "/together/"), get(handler, "/together/")),
+            15,
+        )
+        await kept(handler, 2)
+    finally:
+        handler.close()
+
+    assert [response["status"] for response in responses] == [200, 200]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_thread_past_the_idle_limit_ends_and_closes_its_connection(
+    handler_class, persistent
+):
+    handler = handler_class()
+    handler.IDLE_THREADS = 0
+
+    assert (await get(handler, "/db/"))["status"] == 200
+    [(thread, raw)] = used
+    for _ in range(500):
+        if not any(alive.ident == thread for alive in threading.enumerate()):
+            break
+        await asyncio.sleep(0.01)
+
+    assert closed(raw)  # asked only once its thread is gone: never at once
+    assert handler._idle == []
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_close_ends_the_kept_threads_and_closes_their_connections(
+    handler_class, persistent
+):
+    handler = handler_class()
+    assert (await get(handler, "/db/"))["status"] == 200
+    await kept(handler, 1)
+    [(_, raw)] = used
+
+    handler.close()
+
+    assert closed(raw)
+    assert handler._idle == []
