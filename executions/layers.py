@@ -5,7 +5,9 @@ expired entries on each `group_send` and `receive`, starts a task per member
 and deep-copies the message for each: with 300 watchers on a run that is the
 server's hot path. This one cleans up at most once a second and puts one copy
 of a group message in every member's queue (the app's consumers read events,
-never change them).
+never change them). Its `receive` also keeps a channel's queue while the
+channel is read: Channels' own builds a queue on every call and drops it
+whenever it empties, so each event cost every watcher two new queues.
 """
 
 from __future__ import annotations
@@ -25,12 +27,47 @@ class InMemoryChannelLayer(layers.InMemoryChannelLayer):
     def __init__(self, **options) -> None:
         super().__init__(**options)
         self._cleaned_at = 0.0
+        #: Channel → how many `receive` calls wait on its queue now.
+        self._reading: dict[str, int] = {}
+        #: Channel → the event loop its queue was last read on: a queue
+        #: binds itself to the loop that first waits on it.
+        self._read_on: dict[str, asyncio.AbstractEventLoop] = {}
 
     def _clean_expired(self) -> None:
         now = time.monotonic()
         if now - self._cleaned_at >= CLEAN_EVERY:
             self._cleaned_at = now
             super()._clean_expired()
+            # An empty queue nobody waits on: its reader is gone (or between
+            # two reads, and its next read makes it a new one).
+            for channel, queue in list(self.channels.items()):
+                if queue.empty() and channel not in self._reading:
+                    del self.channels[channel]
+            for channel in self._read_on.keys() - self.channels.keys():
+                del self._read_on[channel]
+
+    async def receive(self, channel: str) -> dict:
+        self.require_valid_channel_name(channel)
+        self._clean_expired()
+        loop = asyncio.get_running_loop()
+        queue = self.channels.get(channel)
+        if queue is None or self._read_on.get(channel, loop) is not loop:
+            # None yet, or one read on another loop (a test's, gone): a new
+            # one, with whatever waits in the old.
+            fresh = asyncio.Queue(maxsize=self.get_capacity(channel))
+            while queue is not None and not queue.empty():
+                fresh.put_nowait(queue.get_nowait())
+            queue = self.channels[channel] = fresh
+        self._read_on[channel] = loop
+        self._reading[channel] = self._reading.get(channel, 0) + 1
+        try:
+            _, message = await queue.get()
+        finally:
+            if self._reading[channel] == 1:
+                del self._reading[channel]
+            else:
+                self._reading[channel] -= 1
+        return message
 
     async def group_send(self, group: str, message: dict) -> None:
         assert isinstance(message, dict), "Message is not a dict"
