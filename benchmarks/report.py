@@ -174,14 +174,22 @@ def targets(results: dict) -> str:
                 ratio <= 1.1,
             )
         )
-    for ours, stock in (
-        (interrupts.API_FLOOR, interrupts.API_FLOOR_STOCK),
-        (interrupts.DJANGO_404, interrupts.DJANGO_404_STOCK),
+    for label, ours, stock in (
+        (
+            "bare Django POST, logged in, CSRF, one UPDATE",
+            interrupts.API_FLOOR,
+            interrupts.API_FLOOR_STOCK,
+        ),
+        (
+            "HTTP GET round trip, a Django 404",
+            interrupts.DJANGO_404,
+            interrupts.DJANGO_404_STOCK,
+        ),
     ):
         if memory.get(ours) and memory.get(stock):
             mine, theirs = memory[ours]["p50"], memory[stock]["p50"]
             lines.append(
-                f"| {ours.split(':')[0].removesuffix(' (reference)')}: the app's "
+                f"| {label}: the app's "
                 f"one-hop handler vs Django's own, p50 | {mine / theirs:.2f}× "
                 f"({mine:.1f} vs {theirs:.1f} ms) | no number set | a mark, no target |"
             )

@@ -191,6 +191,17 @@ def persistent(monkeypatch):
     monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 60)
 
 
+async def one_after_another(handler: OneHopASGIHandler, url: str, times: int):
+    """GET `url` `times` times, each once the one before has left its thread
+    to be kept; then end the handler's threads."""
+    try:
+        for _ in range(times):
+            assert (await get(handler, url))["status"] == 200
+            await kept(handler, 1)
+    finally:
+        handler.close()
+
+
 def closed(raw) -> bool:
     """Whether a driver's connection is closed (asked only where no other
     thread may be using it: sqlite3 does not survive a close meanwhile)."""
@@ -207,13 +218,7 @@ def closed(raw) -> bool:
 async def test_requests_one_after_another_share_a_thread_and_its_connection(
     handler_class, persistent
 ):
-    handler = handler_class()
-    try:
-        for _ in range(3):
-            assert (await get(handler, "/db/"))["status"] == 200
-            await kept(handler, 1)
-    finally:
-        handler.close()
+    await one_after_another(handler_class(), "/db/", 3)
 
     threads, raws = zip(*used, strict=True)
     assert len(set(threads)) == 1
@@ -225,13 +230,7 @@ async def test_conn_max_age_0_closes_the_connection_after_each_request(
     handler_class, monkeypatch
 ):
     monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
-    handler = handler_class()
-    try:
-        for _ in range(2):
-            assert (await get(handler, "/db/"))["status"] == 200
-            await kept(handler, 1)
-    finally:
-        handler.close()
+    await one_after_another(handler_class(), "/db/", 2)
 
     (first_thread, first), (second_thread, second) = used
     assert first_thread == second_thread
