@@ -4,7 +4,9 @@ in the wire format `process` describes.
 
 It runs the engine under its own interrupt signal, sends the steps'
 progress, log lines, its acknowledgement and its report up the socket, and
-sets the signal as each interrupt line arrives. It never writes the row. A
+sets the signal as each interrupt line arrives, or as the interrupt reaches
+its own place in the control group (`control`) where the layer spans
+processes. It never writes the row. A
 supervisor that goes away (its end closes) takes the process group with it.
 """
 
@@ -21,8 +23,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from channels.layers import get_channel_layer
+
 from ..engine import InterruptSignal
 from ..engine.progress import Pace
+from . import control, groups
 from .spec import RunSpec, run_spec
 
 logger = logging.getLogger(__name__)
@@ -106,6 +111,7 @@ async def _serve(spec: RunSpec, sock: socket.socket) -> None:
         unsent = 0
 
     interrupt.add_listener(on_signal)
+    _hear_control_group(spec.execution_id, interrupt)
     report = await run_spec(
         spec,
         interrupt,
@@ -120,6 +126,22 @@ async def _serve(spec: RunSpec, sock: socket.socket) -> None:
         {"t": "report", "outcome": report.outcome.to_dict(), "results": report.results}
     )
     await writer.drain()
+
+
+def _hear_control_group(execution_id: str, interrupt: InterruptSignal) -> None:
+    """Join the execution's control group too, where the channel layer
+    reaches this process (`control`): an interrupt then sets the signal here
+    as soon as it is published. The membership ends with the process."""
+    layer = get_channel_layer()
+    if not control.spans_processes(layer):
+        return
+
+    def on_message(message: dict) -> None:
+        if message.get("type") == groups.INTERRUPT:
+            interrupt.request(force=bool(message.get("force")))
+
+    group = groups.control_group(execution_id)
+    asyncio.ensure_future(control.listen(layer, group, on_message, leave=False))
 
 
 class _Control(asyncio.StreamReaderProtocol):

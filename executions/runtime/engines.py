@@ -34,6 +34,7 @@ class ProcessEngine:
         elif kind == "log":
             self.run.on_log(message["lines"], message.get("dropped", 0))
         elif kind == "ack":
+            self.run.heard(bool(message.get("force")))
             self.run.on_ack()
         elif kind == "report":
             self.run.report = message

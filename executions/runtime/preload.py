@@ -7,5 +7,12 @@ import django
 from django.db import connections
 
 django.setup()
+
+from channels.layers import get_channel_layer  # noqa: E402
+
+# The channel layer, its backend imported here once (channels_redis and
+# redis-py for Redis): each execution process joins its control group with
+# it (`control`). It connects nothing until used.
+get_channel_layer()
 # Nothing is inherited across fork but what is safe to share.
 connections.close_all()

@@ -252,12 +252,20 @@ class Run:
 
     def deliver(self, force: bool) -> None:
         """Tell the engine, once per change: a request, or its escalation."""
+        if self.heard(force):
+            self.engine.interrupt(force)
+
+    def heard(self, force: bool) -> bool:
+        """The engine has (or is about to be told) this much: the ladder
+        starts on force. An execution process in the control group heard it
+        itself (runtime/control.py): its acknowledgement says what it holds,
+        and that needs no relay. True if it is news."""
         if self.delivered is True or (self.delivered is False and not force):
-            return
+            return False
         self.delivered = force
-        self.engine.interrupt(force)
         if force and self.escalation is None:
             self.escalation = asyncio.ensure_future(self._escalate())
+        return True
 
     async def _escalate(self) -> None:
         """A forced run still alive after the grace period loses its process

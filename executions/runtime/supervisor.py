@@ -36,7 +36,7 @@ from django.utils import timezone
 from ..conf import conf
 from ..engine import InterruptSignal
 from ..models import TERMINAL, Execution, Source
-from . import broadcast, groups, reaper, store, watchers
+from . import broadcast, control, groups, reaper, store, watchers
 from .engines import LocalEngine, ProcessEngine
 from .identity import new_identity
 from .run import KILL_AFTER_TERM, Run, RunObserver
@@ -241,43 +241,19 @@ class Supervisor:
     # -- interrupts in: the fast path
 
     async def _listen_for_interrupts(self, run: Run) -> None:
-        """The run's place in its control group. The group is re-joined
-        periodically: Redis forgets memberships after `group_expiry` and
-        across a restart, and a run may outlive both. Layer errors back off
-        and retry; meanwhile the database poll still delivers."""
+        """The run's place in its control group (`control.listen`)."""
         layer = get_channel_layer()
         if layer is None:
             return
-        group = groups.control_group(run.id)
-        channel = await layer.new_channel()
-        rejoin = asyncio.ensure_future(self._keep_joined(layer, group, channel))
-        try:
-            while True:
-                try:
-                    message = await layer.receive(channel)
-                except Exception:
-                    quiet.warning("control", "control channels failing", exc_info=True)
-                    await asyncio.sleep(1.0)
-                    continue
-                kind = message.get("type")
-                if kind == groups.INTERRUPT:
-                    run.deliver(bool(message.get("force")))
-                elif kind == groups.WATCHED:
-                    run.joined()
-        finally:
-            rejoin.cancel()
-            with contextlib.suppress(Exception):
-                await layer.group_discard(group, channel)
 
-    async def _keep_joined(self, layer, group: str, channel: str) -> None:
-        while True:
-            try:
-                await layer.group_add(group, channel)
-            except Exception:
-                quiet.warning("join", "joining control groups failing; retrying")
-                await asyncio.sleep(1.0)
-                continue
-            await asyncio.sleep(conf.REJOIN_INTERVAL)
+        def on_message(message: dict) -> None:
+            kind = message.get("type")
+            if kind == groups.INTERRUPT:
+                run.deliver(bool(message.get("force")))
+            elif kind == groups.WATCHED:
+                run.joined()
+
+        await control.listen(layer, groups.control_group(run.id), on_message)
 
     # -- housekeeping: one poll, one heartbeat, one progress write for all
 

@@ -1,4 +1,5 @@
-"""A run's spec: what its execution process is started with."""
+"""A run under its supervisor: the spec its execution process is started
+with, and what it has told the engine of an interrupt."""
 
 from __future__ import annotations
 
@@ -27,3 +28,53 @@ def test_the_priority_drop_is_a_setting():
 
 def test_a_terminals_own_run_keeps_the_priority_its_user_gave_it():
     assert run_of(local=True).spec.nice == 0
+
+
+class Told:
+    """An engine that records what it was told."""
+
+    def __init__(self) -> None:
+        self.interrupts: list[bool] = []
+
+    def interrupt(self, force: bool) -> None:
+        self.interrupts.append(force)
+
+
+@pytest.fixture
+def told() -> tuple[Run, Told]:
+    run = run_of(local=False)
+    run.engine = Told()
+    return run, run.engine
+
+
+async def test_each_change_is_delivered_once_and_force_starts_the_ladder(told):
+    run, engine = told
+
+    run.deliver(False)
+    run.deliver(False)
+    assert run.escalation is None
+    run.deliver(True)
+    run.deliver(False)
+
+    assert engine.interrupts == [False, True]
+    assert run.escalation is not None
+    run.escalation.cancel()
+
+
+async def test_what_the_execution_process_heard_itself_is_not_relayed_again(told):
+    run, engine = told
+
+    # Its acknowledgement: it heard the request on its own place in the
+    # control group, before the supervisor's copy arrived.
+    assert run.heard(False)
+    run.deliver(False)
+    assert engine.interrupts == []
+    assert run.escalation is None
+
+    assert run.heard(True)  # a force it heard itself still starts the ladder
+    assert not run.heard(True)
+    run.deliver(True)
+
+    assert engine.interrupts == []
+    assert run.escalation is not None
+    run.escalation.cancel()

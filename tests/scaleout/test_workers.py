@@ -4,17 +4,21 @@ interrupted through daphne servers that share one Redis."""
 from __future__ import annotations
 
 import signal
+import time
 from datetime import timedelta
 
 import pytest
 
 from executions.models import Execution
+from executions.runtime import groups
 from executions.runtime.supervisor import SHUTDOWN_REASON
+from tests.processes import alive, descendants
 from tests.scaleout.cluster import (
     ALL_STEPS_OF_LONG_RUN,
     LONG_RUN,
     PUSH_BOUND,
     SLOW_POLL,
+    layer_channel,
     runner_pid,
 )
 
@@ -56,6 +60,45 @@ def test_worker_run_interrupted_on_one_server_stops_by_push_and_both_report(
     }
     statuses = [step["status"] for step in reports[0]["steps"]]
     assert statuses == ["interrupted", "skipped", "skipped"]
+
+
+def test_the_execution_process_hears_its_control_group_while_its_worker_is_frozen(
+    cluster, session, redis_server
+):
+    server = cluster.daphne(EXECUTIONS_RUNNER="worker")
+    worker = cluster.worker(EXECUTIONS_POLL_INTERVAL=str(SLOW_POLL))
+    execution_id = session.start(server, "demo.steps", **LONG_RUN)["id"]
+    watcher = session.watch(server, execution_id)
+    watcher.step("step-1", "running")
+    # Its supervisor, and the execution process itself.
+    control = layer_channel(groups.control_group(execution_id))
+    redis_server.wait_for_subscribers(control, count=2)
+    family = descendants(worker.popen.pid)  # the forkserver and the run's process
+
+    worker.popen.send_signal(signal.SIGSTOP)  # it can neither relay nor poll
+    try:
+        response = session.post_json(
+            server, f"/api/executions/{execution_id}/interrupt/", {}
+        )
+        deadline = time.monotonic() + 10
+        while all(alive(pid) for pid in family) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        ended_while_frozen = [pid for pid in family if not alive(pid)]
+    finally:
+        worker.popen.send_signal(signal.SIGCONT)
+    report = watcher.finished()
+
+    assert response.status == 202
+    assert ended_while_frozen, "the execution process waited for its supervisor"
+    assert report["status"] == "interrupted"
+    assert report["interrupt"]["source"] == "api"
+    # Its acknowledgement waited in the socket for the supervisor to wake.
+    assert report["interrupt"]["delivered_at"] is not None
+    assert [step["status"] for step in report["steps"]] == [
+        "interrupted",
+        "skipped",
+        "skipped",
+    ]
 
 
 def test_two_workers_take_two_executions_started_at_once_one_each(cluster, session):
