@@ -14,6 +14,10 @@ interrupt every 10 ms):
   LATE_SECONDS into the run; each → the supervisor's relay to the execution
   process, → the execution process's signal set (the probe's listener) and
   → the row terminal (the supervisor's probe, once its final write is done).
+  Over Redis the execution process is in its control group too
+  (executions/runtime/control.py): where it heard the request before the
+  supervisor relayed it, the relay row has no sample for that run, and the
+  report says how often that was.
 
 The engines' workers are the product's own: `runworker executions`;
 `celery -A peace_site worker` (prefork, a pool of one, Redis broker) with
@@ -71,6 +75,10 @@ LATE_RELAYED = (
 )
 SERIES["late"] = (LATE_SIGNAL, LATE_FINAL)
 RELAYED = {"api": API_RELAYED, "client": CLIENT_RELAYED, "late": LATE_RELAYED}
+#: Per run, 1 where the execution process's own membership of the control
+#: group set the signal before the supervisor relayed it, else 0: a share,
+#: not a latency (no row of the tables).
+DIRECT = {door: f"{door}: signal set before any relay" for door in SERIES}
 ROW_ORDER = (START,) + tuple(
     name
     for door in ("api", "client", "late")
@@ -169,9 +177,11 @@ async def sample(
             else:
                 sent = await asyncio.to_thread(client.ask, key)
             signalled = await server.wait("signal", key)
-            relayed = await server.wait("relayed", key)
             final = await server.wait("final", key)
             await server.wait("done", key)
+            # Before the row is final, or never (the process had stopped).
+            relayed = server.collector.all("relayed", key)
+            direct = not relayed or relayed[0]["t"] > signalled["t"]
             if signalled["t"] < sent:
                 continue  # ended before it was asked (stack.unrequested)
             index += 1
@@ -180,7 +190,9 @@ async def sample(
                 series[START].append(ms(running["started"] - posted))
                 series[signal_name].append(ms(signalled["t"] - sent))
                 series[final_name].append(ms(final["t"] - sent))
-                series[RELAYED[door]].append(ms(relayed["t"] - sent))
+                series[DIRECT[door]].append(float(direct))
+                if not direct:
+                    series[RELAYED[door]].append(ms(relayed[0]["t"] - sent))
     finally:
         if client is not None:
             client.close()
@@ -216,12 +228,17 @@ async def run(context: Context) -> None:
     # 60 a door: eleven series of ours, ~4 minutes of a full run.
     samples = context.samples(60, 10)
     rows = []
+    direct: dict[str, list[int]] = {}
     for engine in os.environ.get("PEACE_BENCH_ENGINES", "").split() or ENGINES:
         doors = ("api", "late") if engine == "in-process" else ("api", "client", "late")
         found = await measure(context, engine, samples, doors=doors)
         rows += [
             (label(engine, what), found[what]) for what in ROW_ORDER if what in found
         ]
+        for door in doors:
+            shares = found.get(DIRECT[door])
+            if shares:
+                direct[label(engine, door)] = [int(sum(shares)), len(shares)]
     earlier = dict(context.results.get("peers", {}).get("rows", []))
     earlier.update(context.results.get("starts", {}).get("rows", []))
     wanted = (
@@ -244,6 +261,7 @@ async def run(context: Context) -> None:
         "floors": floors(peers),
         "peers_from": source,
         "tasks_interval": TASKS_INTERVAL,
+        "direct": direct,
     }
 
 
@@ -336,6 +354,23 @@ def markdown(section: dict) -> str:
         "sleeps 0.1 s while nothing is subscribed (45-60 ms p50 under Celery "
         "and Tasks, 2026-12-02 07:00); the project's layer "
         "(executions/pubsub.py) reads once it has a subscription."
+        + _direct_note(section.get("direct", {}))
+    )
+
+
+def _direct_note(direct: dict[str, list[int]]) -> str:
+    """How often the execution process's own place in the control group set
+    the signal before the supervisor relayed it (those runs have no relay
+    sample)."""
+    shares = [
+        f"{name} {heard} of {runs}" for name, (heard, runs) in direct.items() if heard
+    ]
+    if not shares:
+        return ""
+    return (
+        " Set by the execution process's own membership of the control group "
+        "before any relay (runtime/control.py; no relay sample for those "
+        f"runs): {', '.join(shares)}."
     )
 
 
