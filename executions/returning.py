@@ -11,6 +11,7 @@ use too).
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -97,17 +98,45 @@ def _sql(alias: str, meta, changed: tuple, where: tuple) -> str:
     )
 
 
-def instance(model, connection, row) -> models.Model:
-    """An instance from a row of every concrete column in order, each value
-    converted as the ORM converts what it reads (`SQLCompiler.
-    apply_converters`): JSON decoded, SQLite's text made datetimes and UUIDs.
-    (`raw()` does the same, at twice the cost.)"""
-    fields = model._meta.concrete_fields
-    values = []
-    for field, value in zip(fields, row, strict=True):
-        column = field.get_col(model._meta.db_table)
-        converters = connection.ops.get_db_converters(column)
-        for converter in converters + column.get_db_converters(connection):
+def instance(model, connection, row, *, local: bool = False) -> models.Model:
+    """An instance from a row of every concrete column in order (`local`:
+    the model's own, a parent's deferred), each value converted as the ORM
+    converts what it reads (`SQLCompiler.apply_converters`): JSON decoded,
+    SQLite's text made datetimes and UUIDs. (`raw()` does the same, at twice
+    the cost.)"""
+    names, converting = _reading(connection, model, local)
+    if len(row) != len(names):
+        raise ValueError(f"{len(row)} values for {len(names)} columns")
+    values = list(row)
+    for index, column, converters in converting:
+        value = values[index]
+        for converter in converters:
             value = converter(value, column, connection)
-        values.append(value)
-    return model.from_db(connection.alias, [field.attname for field in fields], values)
+        values[index] = value
+    return model.from_db(connection.alias, names, values)
+
+
+#: Per connection (each thread has its own), per model: what `instance`
+#: needs of the meta, worked out once (asking each field for its converters
+#: was a fifth of a socket's session check).
+_readers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _reading(connection, model, local: bool) -> tuple[list[str], list[tuple]]:
+    """The attnames of the columns, and (index, column, converters) for each
+    column whose value the ORM converts."""
+    known = _readers.setdefault(connection, {})
+    key = (model, local)
+    if key not in known:
+        meta = model._meta
+        fields = meta.local_concrete_fields if local else meta.concrete_fields
+        converting = []
+        for index, field in enumerate(fields):
+            column = field.get_col(meta.db_table)
+            converters = connection.ops.get_db_converters(
+                column
+            ) + column.get_db_converters(connection)
+            if converters:
+                converting.append((index, column, converters))
+        known[key] = ([field.attname for field in fields], converting)
+    return known[key]

@@ -36,7 +36,7 @@ from django.db import connections, router
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from . import permissions
+from . import permissions, returning
 from .permissions import MODEL_BACKEND
 
 
@@ -86,24 +86,11 @@ def _user_with_session(engine, session_key: str, user_id: Any):
     model = get_user_model()
     alias = router.db_for_read(model)
     connection = connections[alias]
-    quote = connection.ops.quote_name
-    users, sessions = model._meta, engine.get_model_class()._meta
-    fields = users.local_concrete_fields  # a parent model's are deferred
-    key = users.pk.get_db_prep_value(user_id, connection)
-    granted = permissions.statement(model, connection)
-    if router.db_for_read(Permission) != alias:
-        granted = None
-    sql = (
-        f"SELECT {', '.join(f'u.{quote(field.column)}' for field in fields)}, "
-        f"(SELECT s.{quote(sessions.get_field('session_data').column)} "
-        f"FROM {quote(sessions.db_table)} s "
-        f"WHERE s.{quote(sessions.pk.column)} = %s "
-        f"AND s.{quote(sessions.get_field('expire_date').column)} > %s)"
-        + (", g.*" if granted else "")
-        + f" FROM {quote(users.db_table)} u"
-        + (f" LEFT JOIN ({granted}) g ON 1 = 1" if granted else "")
-        + f" WHERE u.{quote(users.pk.column)} = %s"
+    granted = router.db_for_read(Permission) == alias and (
+        permissions.statement(model, connection) is not None
     )
+    sql, count = _statement(alias, model, engine, granted)
+    key = model._meta.pk.get_db_prep_value(user_id, connection)
     params = [
         session_key,
         connection.ops.adapt_datetimefield_value(timezone.now()),
@@ -113,20 +100,38 @@ def _user_with_session(engine, session_key: str, user_id: Any):
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    count = len(fields)
     if not rows or rows[0][count] is None:
         return None
-    values = list(rows[0][:count])
-    for index, field in enumerate(fields):  # as the ORM converts what it reads
-        column = field.get_col(users.db_table)
-        converters = connection.ops.get_db_converters(column)
-        for convert in converters + column.get_db_converters(connection):
-            values[index] = convert(values[index], column, connection)
-    user = model.from_db(alias, [field.attname for field in fields], values)
+    # As the ORM converts what it reads.
+    user = returning.instance(model, connection, rows[0][:count], local=True)
     held = None
     if granted:
         held = [row[count + 1 :] for row in rows if row[count + 1] is not None]
     return user, rows[0][count], held
+
+
+@functools.lru_cache(maxsize=16)
+def _statement(alias: str, model, engine, granted: bool) -> tuple[str, int]:
+    """`_user_with_session`'s statement, and how many of its columns are the
+    user's: the same text for every check (what changes is in the
+    parameters), built once."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    users, sessions = model._meta, engine.get_model_class()._meta
+    fields = users.local_concrete_fields  # a parent model's are deferred
+    held = permissions.statement(model, connection) if granted else None
+    sql = (
+        f"SELECT {', '.join(f'u.{quote(field.column)}' for field in fields)}, "
+        f"(SELECT s.{quote(sessions.get_field('session_data').column)} "
+        f"FROM {quote(sessions.db_table)} s "
+        f"WHERE s.{quote(sessions.pk.column)} = %s "
+        f"AND s.{quote(sessions.get_field('expire_date').column)} > %s)"
+        + (", g.*" if held else "")
+        + f" FROM {quote(users.db_table)} u"
+        + (f" LEFT JOIN ({held}) g ON 1 = 1" if held else "")
+        + f" WHERE u.{quote(users.pk.column)} = %s"
+    )
+    return sql, len(fields)
 
 
 def in_bulk(keys: list[tuple], permission: str) -> dict[tuple, tuple[Any, bool]] | None:

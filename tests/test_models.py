@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from executions import services
@@ -751,3 +751,23 @@ def test_next_queued_is_its_queues_queued_rows_oldest_first():
     make_execution(queue="workers", status=Status.RUNNING)
 
     assert list(Execution.objects.next_queued("workers")) == [older, newer]
+
+
+def test_an_instance_from_a_row_of_the_wrong_width_is_refused():
+    from executions import returning
+
+    execution = running()
+    database = connections["default"]  # the connection itself, not the proxy
+    meta = Execution._meta
+    columns = ", ".join(field.column for field in meta.concrete_fields)
+    key = meta.pk.get_db_prep_value(execution.pk, database)
+    with database.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM {meta.db_table} WHERE {meta.pk.column} = %s", [key]
+        )
+        row = cursor.fetchone()
+
+    read = returning.instance(Execution, database, row)
+    assert read.snapshot() == fresh(execution).snapshot()
+    with pytest.raises(ValueError, match="columns"):
+        returning.instance(Execution, database, row[:-1])
