@@ -111,15 +111,19 @@ async def _serve(spec: RunSpec, sock: socket.socket) -> None:
         unsent = 0
 
     interrupt.add_listener(on_signal)
-    _hear_control_group(spec.execution_id, interrupt)
-    report = await run_spec(
-        spec,
-        interrupt,
-        lambda state: send({"t": "step", "step": state.to_dict()}),
-        on_log,
-        whole_process=True,
-        pace=pace,
-    )
+    hearing = _hear_control_group(spec.execution_id, interrupt)
+    try:
+        report = await run_spec(
+            spec,
+            interrupt,
+            lambda state: send({"t": "step", "step": state.to_dict()}),
+            on_log,
+            whole_process=True,
+            pace=pace,
+        )
+    finally:
+        if hearing is not None:  # the run is over: nothing left to interrupt
+            hearing.cancel()
     if unsent:
         send({"t": "log", "lines": [], "dropped": unsent})
     send(
@@ -128,20 +132,24 @@ async def _serve(spec: RunSpec, sock: socket.socket) -> None:
     await writer.drain()
 
 
-def _hear_control_group(execution_id: str, interrupt: InterruptSignal) -> None:
+def _hear_control_group(
+    execution_id: str, interrupt: InterruptSignal
+) -> asyncio.Task | None:
     """Join the execution's control group too, where the channel layer
     reaches this process (`control`): an interrupt then sets the signal here
-    as soon as it is published. The membership ends with the process."""
+    as soon as it is published. The listening task, held until the run ends
+    (the loop keeps only a weak reference to a task); the membership itself
+    ends with the process."""
     layer = get_channel_layer()
     if not control.spans_processes(layer):
-        return
+        return None
 
     def on_message(message: dict) -> None:
         if message.get("type") == groups.INTERRUPT:
             interrupt.request(force=bool(message.get("force")))
 
     group = groups.control_group(execution_id)
-    asyncio.ensure_future(control.listen(layer, group, on_message, leave=False))
+    return asyncio.ensure_future(control.listen(layer, group, on_message, leave=False))
 
 
 class _Control(asyncio.StreamReaderProtocol):
