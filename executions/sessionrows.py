@@ -86,10 +86,8 @@ def _user_with_session(engine, session_key: str, user_id: Any):
     model = get_user_model()
     alias = router.db_for_read(model)
     connection = connections[alias]
-    granted = router.db_for_read(Permission) == alias and (
-        permissions.statement(model, connection) is not None
-    )
-    sql, count = _statement(alias, model, engine, granted)
+    same_database = router.db_for_read(Permission) == alias
+    sql, count, granted = _statement(alias, model, engine, same_database)
     key = model._meta.pk.get_db_prep_value(user_id, connection)
     params = [
         session_key,
@@ -111,15 +109,16 @@ def _user_with_session(engine, session_key: str, user_id: Any):
 
 
 @functools.lru_cache(maxsize=16)
-def _statement(alias: str, model, engine, granted: bool) -> tuple[str, int]:
-    """`_user_with_session`'s statement, and how many of its columns are the
-    user's: the same text for every check (what changes is in the
-    parameters), built once."""
+def _statement(alias: str, model, engine, same_database: bool) -> tuple[str, int, bool]:
+    """`_user_with_session`'s statement, how many of its columns are the
+    user's, and whether it reads their permissions too (only where they are
+    in the users' database): the same text for every check (what changes is
+    in the parameters), built once."""
     connection = connections[alias]
     quote = connection.ops.quote_name
     users, sessions = model._meta, engine.get_model_class()._meta
     fields = users.local_concrete_fields  # a parent model's are deferred
-    held = permissions.statement(model, connection) if granted else None
+    held = permissions.statement(model, connection) if same_database else None
     sql = (
         f"SELECT {', '.join(f'u.{quote(field.column)}' for field in fields)}, "
         f"(SELECT s.{quote(sessions.get_field('session_data').column)} "
@@ -131,7 +130,7 @@ def _statement(alias: str, model, engine, granted: bool) -> tuple[str, int]:
         + (f" LEFT JOIN ({held}) g ON 1 = 1" if held else "")
         + f" WHERE u.{quote(users.pk.column)} = %s"
     )
-    return sql, len(fields)
+    return sql, len(fields), held is not None
 
 
 def in_bulk(keys: list[tuple], permission: str) -> dict[tuple, tuple[Any, bool]] | None:

@@ -13,6 +13,7 @@ from django.utils import timezone
 from executions import services
 from executions.engine import StepState, StepStatus
 from executions.models import Execution, InterruptRequest, LogLine, Source, Status
+from executions.returning import instance as instance_from_row
 
 pytestmark = pytest.mark.django_db
 
@@ -754,8 +755,6 @@ def test_next_queued_is_its_queues_queued_rows_oldest_first():
 
 
 def test_an_instance_from_a_row_of_the_wrong_width_is_refused():
-    from executions import returning
-
     execution = running()
     database = connections["default"]  # the connection itself, not the proxy
     meta = Execution._meta
@@ -767,7 +766,7 @@ def test_an_instance_from_a_row_of_the_wrong_width_is_refused():
         )
         row = cursor.fetchone()
 
-    read = returning.instance(Execution, database, row)
+    read = instance_from_row(Execution, database, row)
     assert read.snapshot() == fresh(execution).snapshot()
     with pytest.raises(ValueError, match="columns"):
-        returning.instance(Execution, database, row[:-1])
+        instance_from_row(Execution, database, row[:-1])
