@@ -11,7 +11,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from executions import services
-from executions.models import Execution, Status
+from executions.models import Execution, LogLine, Status
 from executions.runtime import store
 from tests.factories import execution
 
@@ -87,6 +87,65 @@ async def test_acknowledge_records_the_delivery_once_and_returns_the_snapshot():
     assert now.interrupt_delivered_at is not None
     assert first == await database_sync_to_async(now.snapshot)()
     assert second is None
+
+
+async def test_log_lines_are_stored_as_they_were_sent_and_pruned_to_the_limit():
+    row = await database_sync_to_async(execution)(Status.RUNNING)
+    gone = (await database_sync_to_async(execution)(Status.RUNNING)).pk
+    lines = [
+        {
+            "seq": 1,
+            "step": None,
+            "at": "2026-12-03T23:40:01.250Z",
+            "level": "info",
+            "text": "run level",
+        },
+        {
+            "seq": 2,
+            "step": "copy",
+            "at": "2026-12-03T23:40:02.500Z",
+            "level": "stdout",
+            "text": "a\x00b \udcff",
+        },
+        {
+            "seq": 3,
+            "step": "copy",
+            "at": "2026-12-03T23:40:03.000Z",
+            "level": "error",
+            "text": "last",
+        },
+    ]
+    await database_sync_to_async(Execution.objects.filter(pk=gone).delete)()
+
+    totals = await store.save_logs(
+        {str(row.pk): (lines, 4), str(gone): (lines, 1)}, limit=2
+    )
+
+    stored = await database_sync_to_async(
+        lambda: [line.snapshot() for line in row.log_lines.all()]
+    )()
+    assert stored == [
+        {
+            "seq": 2,
+            "step": "copy",
+            "at": "2026-12-03T23:40:02.500Z",
+            "level": "stdout",
+            "text": "a\ufffdb ?",
+        },
+        {
+            "seq": 3,
+            "step": "copy",
+            "at": "2026-12-03T23:40:03.000Z",
+            "level": "error",
+            "text": "last",
+        },
+    ]
+    # Dropped at the source (4) and pruned beyond the limit (1); the deleted
+    # run's lines went nowhere.
+    assert totals == {str(row.pk): 5}
+    assert not await database_sync_to_async(
+        LogLine.objects.filter(execution_id=gone).exists
+    )()
 
 
 def test_a_forked_child_gets_a_runtime_thread_of_its_own():
