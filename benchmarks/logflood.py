@@ -13,7 +13,8 @@ For SECONDS:
 - CPU (% of one core) of the flooding run's execution process, of daphne
   (its supervisor and web server), and RSS of daphne at the end;
 - then the flooding run is interrupted through the API: → its watcher sees
-  `finished`;
+  `finished`, and where that time went, from the probes (API → signal set
+  → the engine's run over → its process gone → the row final → seen);
 - lines kept (its rows in the log table) and dropped (its row's
   `log_dropped`: the source's rate cap, EXECUTIONS_LOG_RATE / _BURST, and the
   per-execution limit), and log lines its watcher received.
@@ -28,8 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import sqlite3
+import statistics
 import time
 import uuid
 from urllib.parse import urlparse
@@ -120,6 +123,7 @@ async def one_round(server: Site, params: dict, seconds: float) -> dict:
     ]
     latencies, missing = last_watcher(events, watch.arrivals())
     finished, received = _finished_at(flood_watch.received[0])
+    phases = _phases(server, flood, sent, finished)
     kept, dropped = _log_counts(server.context.database_url, flood)
     elapsed = after[2] - before[2]
     return {
@@ -132,6 +136,27 @@ async def one_round(server: Site, params: dict, seconds: float) -> dict:
         "kept": kept,
         "dropped": dropped,
         "received": received,
+        "phases": phases,
+    }
+
+
+#: Where an interrupt's time goes on its way to the watcher, from the probes.
+PHASES = {
+    "signal": "API → signal set",
+    "ran": "signal → the engine's run over",
+    "exited": "→ its process gone",
+    "final": "→ the row final",
+    "seen": "→ the watcher sees finished",
+}
+
+
+def _phases(server: Site, key: str, sent: float, finished: float | None) -> dict:
+    probed = ("signal", "ran", "exited", "final")
+    marks = [sent] + [server.collector.wait(kind, key)["t"] for kind in probed]
+    marks.append(finished if finished is not None else marks[-1])
+    return {
+        name: ms(b - a)
+        for name, (a, b) in zip(PHASES, itertools.pairwise(marks), strict=True)
     }
 
 
@@ -158,6 +183,10 @@ async def run(context: Context) -> None:
             for key in ("cpu_daphne", "cpu_run", "rss", "kept", "dropped", "received")
         }
         facts[name]["missing"] = sum(r["missing"] for r in results)
+        facts[name]["phases"] = {
+            phase: statistics.median(r["phases"][phase] for r in results)
+            for phase in PHASES
+        }
         facts[name]["rss_max"] = max(r["rss"] for r in results)
     for what in (EVENTS, FINISHED):
         for name in (FLOODING, FLOODING_LOGGING):
@@ -238,6 +267,20 @@ def section_markdown(section: dict) -> str:
             f"{fact['rss_max']:.0f} | {fact['kept']:,.0f} | {fact['dropped']:,.0f} "
             f"| {fact['received']:,.0f} | {fact['missing']} |"
         )
+    lines += [
+        "",
+        "| the interrupt's way, median of the rounds (ms) | "
+        + " | ".join(PHASES.values())
+        + " |",
+        "|---" * (len(PHASES) + 1) + "|",
+    ]
+    for name, fact in section["facts"].items():
+        if "phases" in fact:  # not in a run recorded before they were taken
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{fact['phases'][phase]:.1f}" for phase in PHASES)
+                + " |"
+            )
     lines += [
         "",
         f"The cap: {section['cap']}. Lines kept and dropped cover the whole "
