@@ -154,8 +154,8 @@ def save_logs(batch: dict[str, tuple[list[dict], int]], limit: int) -> dict[str,
         for execution_id, (lines, dropped) in batch.items():
             if execution_id not in existing:
                 continue  # deleted while it ran
-            _insert_lines(connection, execution_id, lines)
             if lines:
+                _insert_lines(connection, execution_id, lines)
                 pruned, _ = LogLine.objects.filter(
                     execution_id=execution_id, seq__lte=lines[-1]["seq"] - limit
                 ).delete()
@@ -179,8 +179,6 @@ def _insert_lines(connection, execution_id: str, lines: list[dict]) -> None:
     `bulk_create` compiled every value of every line through its field (40
     µs a line, 90 % of the write): a run logging at its cap sends 500 lines
     a write, and its last write is on the way to "stopped"."""
-    if not lines:
-        return
     owner = LogLine._meta.get_field("execution").get_db_prep_save(
         execution_id, connection
     )

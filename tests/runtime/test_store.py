@@ -95,24 +95,24 @@ async def test_log_lines_are_stored_as_they_were_sent_and_pruned_to_the_limit():
     lines = [
         {
             "seq": 1,
-            "step": None,
+            "step": "copy",
             "at": "2026-12-03T23:40:01.250Z",
             "level": "info",
-            "text": "run level",
+            "text": "pruned",
         },
         {
             "seq": 2,
-            "step": "copy",
+            "step": None,
             "at": "2026-12-03T23:40:02.500Z",
-            "level": "stdout",
-            "text": "a\x00b \udcff",
+            "level": "warning",
+            "text": "run level",
         },
         {
             "seq": 3,
             "step": "copy",
             "at": "2026-12-03T23:40:03.000Z",
-            "level": "error",
-            "text": "last",
+            "level": "stdout",
+            "text": "a\x00b \udcff",
         },
     ]
     await database_sync_to_async(Execution.objects.filter(pk=gone).delete)()
@@ -127,17 +127,17 @@ async def test_log_lines_are_stored_as_they_were_sent_and_pruned_to_the_limit():
     assert stored == [
         {
             "seq": 2,
-            "step": "copy",
+            "step": None,
             "at": "2026-12-03T23:40:02.500Z",
-            "level": "stdout",
-            "text": "a\ufffdb ?",
+            "level": "warning",
+            "text": "run level",
         },
         {
             "seq": 3,
             "step": "copy",
             "at": "2026-12-03T23:40:03.000Z",
-            "level": "error",
-            "text": "last",
+            "level": "stdout",
+            "text": "a\ufffdb ?",
         },
     ]
     # Dropped at the source (4) and pruned beyond the limit (1); the deleted
