@@ -32,6 +32,10 @@ KILL_AFTER_TERM = 1.0
 #: Log lines waiting for the watchers, at most: a slow channel layer loses
 #: the oldest (the API still has them).
 LOG_OUTBOX = 1000
+#: Log lines a run holds for the database before it asks for a write ahead
+#: of the supervisor's next round: a run logging at its cap then ends with
+#: about this many to write on the way to "stopped", not a round's worth.
+LOG_WRITE_LINES = 100
 
 
 class RunObserver:
@@ -55,6 +59,7 @@ class Run:
         *,
         local: bool,
         on_ack: Callable[[Run], None],
+        on_logs_due: Callable[[Run], None] | None = None,
         observers: Iterable[RunObserver] = (),
     ) -> None:
         self.execution = execution
@@ -76,6 +81,7 @@ class Run:
         #: Where the steps run (engines.py), given by the supervisor.
         self.engine: Any = None
         self._on_ack = on_ack
+        self._on_logs_due = on_logs_due
         #: What the engine has been told: None, graceful (False) or force.
         self.delivered: bool | None = None
         self.dirty = False
@@ -141,6 +147,8 @@ class Run:
         self._log_outbox.extend(lines)
         self._log_event_due = bool(lines or dropped or overflow) or self._log_event_due
         self._outbox_ready.set()
+        if self._on_logs_due is not None and len(self._log_unsaved) >= LOG_WRITE_LINES:
+            self._on_logs_due(self)
         for observer in self.observers:
             observer.log(lines)
 

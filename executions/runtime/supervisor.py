@@ -6,9 +6,10 @@ execution process, or this process for a terminal's own run), and then:
 - progress out: step events go to the watchers (coalesced, latest wins) and,
   batched for all its runs, to the database;
 - logs out: the steps' log lines get their `seq`, go to the watchers in
-  batches and, batched for all its runs, to the database, at most
-  `EXECUTIONS_LOG_LIMIT` a run (the oldest dropped, the drop counted); a
-  failed step's traceback goes to the server's log too;
+  batches and, batched for all its runs, to the database (sooner for runs
+  holding `LOG_WRITE_LINES`), at most `EXECUTIONS_LOG_LIMIT` a run (the
+  oldest dropped, the drop counted); a failed step's traceback goes to the
+  server's log too;
 - interrupts in: from the channel layer (fast) and from the row (durable),
   delivered to the engine once each; the engine's acknowledgement is
   recorded as `interrupt_delivered_at`;
@@ -103,6 +104,11 @@ class Supervisor:
         #: Set by close(): housekeeping ends after the round it is in.
         self._closing = asyncio.Event()
         self._background: set[asyncio.Task] = set()
+        #: Runs holding LOG_WRITE_LINES unsaved lines, the task writing them,
+        #: and (monotonic) when such a write may be tried again after one failed.
+        self._logs_waiting: set[str] = set()
+        self._log_writer: asyncio.Task | None = None
+        self._log_writes_after = float("-inf")
 
     def spawn(self, coroutine) -> asyncio.Task:
         """A background task this supervisor keeps (and logs if it fails)."""
@@ -165,6 +171,7 @@ class Supervisor:
             execution,
             local=local,
             on_ack=lambda run: self.spawn(self.acknowledge(run)),
+            on_logs_due=self._logs_due,
             observers=observers,
         )
         run.engine = LocalEngine(run, signal) if local else ProcessEngine(run)
@@ -318,6 +325,33 @@ class Supervisor:
             if run.id in totals:
                 # The database's count includes what its limit dropped.
                 run.saved_logs(totals[run.id])
+
+    def _logs_due(self, run: Run) -> None:
+        """A run holds enough lines for a write of their own: one now, not at
+        the next round (`LOG_WRITE_LINES`). After one failed, the rounds
+        retry alone for a while: a database that is away is not asked each
+        time a batch of lines arrives."""
+        if time.monotonic() < self._log_writes_after:
+            return
+        self._logs_waiting.add(run.id)
+        if self._log_writer is None or self._log_writer.done():
+            self._log_writer = self.spawn(self._write_due_logs())
+
+    async def _write_due_logs(self) -> None:
+        """Write what the waiting runs hold, until none waits: lines that came
+        during a write go in the next one, with the others'."""
+        while self._logs_waiting:
+            runs = [self.runs[key] for key in self._logs_waiting if key in self.runs]
+            self._logs_waiting.clear()
+            try:
+                await self._write_logs(runs)
+            except Exception:
+                # Given back to their runs: the next round retries.
+                self._log_writes_after = time.monotonic() + conf.DB_PROGRESS_INTERVAL
+                self._logs_waiting.clear()
+                quiet.warning("logs", "saving log lines failed", exc_info=True)
+                return
+            quiet.recovered("logs")
 
     async def _poll(self) -> None:
         """The durable path: every POLL_INTERVAL the rows are re-read, because

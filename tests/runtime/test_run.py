@@ -7,7 +7,7 @@ import pytest
 from django.test import override_settings
 
 from executions.models import Status
-from executions.runtime.run import Run
+from executions.runtime.run import LOG_WRITE_LINES, Run
 from tests.factories import execution
 
 pytestmark = pytest.mark.django_db
@@ -28,6 +28,25 @@ def test_the_priority_drop_is_a_setting():
 
 def test_a_terminals_own_run_keeps_the_priority_its_user_gave_it():
     assert run_of(local=True).spec.nice == 0
+
+
+def test_a_run_asks_for_a_log_write_once_it_holds_enough_lines():
+    asked: list[Run] = []
+    run = Run(
+        execution(Status.RUNNING),
+        local=False,
+        on_ack=lambda run: None,
+        on_logs_due=asked.append,
+    )
+    line = {"step": "a", "at": "2026-12-04T00:00:00+00:00", "level": "info"}
+
+    run.on_log([{**line, "text": "x"} for _ in range(LOG_WRITE_LINES - 1)], 0)
+    before = len(asked)
+    run.on_log([{**line, "text": "y"}], 0)
+    run.take_logs()
+    run.on_log([{**line, "text": "z"}], 0)
+
+    assert (before, asked) == (0, [run])
 
 
 class Told:

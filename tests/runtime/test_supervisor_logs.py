@@ -19,6 +19,7 @@ from channels.layers import get_channel_layer
 from executions import services
 from executions.models import Execution, LogLine, Source, Status
 from executions.runtime import groups
+from executions.runtime.run import LOG_WRITE_LINES
 from executions.runtime.supervisor import Supervisor
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -162,6 +163,41 @@ async def test_execution_process_flood_stays_bounded(settings):
         len(event["lines"]) <= groups.LOG_EVENT_LINES for event in watcher.logs()
     )
     assert watcher.logs()[-1]["dropped"] == row.log_dropped
+
+
+async def test_a_run_holding_enough_lines_has_them_written_before_the_next_round(
+    settings,
+):
+    # Rounds too far apart to write anything in this test: what is stored
+    # while the run goes on was written because the run held enough lines.
+    settings.EXECUTIONS_DB_PROGRESS_INTERVAL = 600.0
+    execution = await create(lines=LOG_WRITE_LINES + 20, seconds=60)
+    supervisor = Supervisor(reaps=False)
+
+    async with watching(execution.id) as watcher:
+        task = supervisor.start(execution.id)
+        await watcher.child_pid()  # the step after the printing one runs
+        deadline = asyncio.get_running_loop().time() + HANG
+        while True:
+            row, lines = await stored(execution.id)
+            if len(lines) >= LOG_WRITE_LINES:
+                break
+            assert asyncio.get_running_loop().time() < deadline, len(lines)
+            await asyncio.sleep(0.02)
+        await database_sync_to_async(services.request_interrupt)(
+            execution.id, source=Source.API, force=True
+        )
+        await asyncio.wait_for(task, HANG)
+    await supervisor.close()
+    _, every = await stored(execution.id)
+
+    assert row.status == Status.RUNNING
+    assert [line["seq"] for line in lines] == list(range(1, len(lines) + 1))
+    assert [line["seq"] for line in every] == list(range(1, len(every) + 1))
+    assert every[: LOG_WRITE_LINES + 20] == [
+        {**line, "text": f"preparing {n} of {LOG_WRITE_LINES + 20}"}
+        for n, line in enumerate(every[: LOG_WRITE_LINES + 20], start=1)
+    ]
 
 
 async def test_failing_child_fails_the_step_with_its_stderr_tail(caplog):
