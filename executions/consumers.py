@@ -23,6 +23,7 @@ from django.conf import settings
 from . import errors, services, sessions
 from .errors import ServiceError
 from .flow import Outbox, TokenBucket, close_frames_on_failure, daphne_connection
+from .frames import frames
 from .models import Execution, Source
 from .runtime import broadcast, layerwatch
 from .runtime.groups import LIST_GROUP, WATCHED, control_group, watch_group
@@ -299,20 +300,28 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
         if self.closing:
             return
         text = await self.encode_json(content)
-        size = len(text.encode())
+        await self.send_text(text, len(text.encode()), close=close)
+
+    async def send_text(self, text: str, size: int, close: bool = False) -> None:
+        """Send JSON text of `size` bytes, within the outbox."""
+        if self.closing:
+            return
         if self.outbox is not None and not self.outbox.fits(size):
             return await self.end(CLOSE_SLOW_CLIENT)
         await self.send(text_data=text, close=close)
         if self.outbox is not None:
             self.outbox.sent(size)
 
-    async def forward(self, message: dict[str, Any]) -> None:
-        """Send a group event on, if the session and the view permission
-        still stand (checked at most once per RECHECK_INTERVAL)."""
+    async def forward(
+        self, event: dict[str, Any], message: dict[str, Any], part: int = 0
+    ) -> None:
+        """Send `message`, made from group `event`, on, if the session and
+        the view permission still stand (checked at most once per
+        RECHECK_INTERVAL); its text is the one every watcher sends (`frames`)."""
         due = time.monotonic() - self.checked_at >= sessions.RECHECK_INTERVAL
         if due and not await self.recheck():
             return
-        await self.send_json(message)
+        await self.send_text(*frames.text(event, part, message))
 
     async def recheck(self) -> bool:
         """Re-validate the session and the view permission; close if either
@@ -463,26 +472,29 @@ class ExecutionConsumer(JsonConsumer):
         await self.send_json(reply)
 
     async def execution_progress(self, event: dict[str, Any]) -> None:
-        for step in event["steps"]:
+        for part, step in enumerate(event["steps"]):
             await self.forward(
-                {"type": "step", "execution_id": event["execution_id"], "step": step}
+                event,
+                {"type": "step", "execution_id": event["execution_id"], "step": step},
+                part,
             )
 
     async def execution_log(self, event: dict[str, Any]) -> None:
         await self.forward(
+            event,
             {
                 "type": "log",
                 "execution_id": event["execution_id"],
                 "lines": event["lines"],
                 "dropped": event["dropped"],
-            }
+            },
         )
 
     async def execution_status(self, event: dict[str, Any]) -> None:
-        await self.forward({"type": "status", "execution": event["execution"]})
+        await self.forward(event, {"type": "status", "execution": event["execution"]})
 
     async def execution_finished(self, event: dict[str, Any]) -> None:
-        await self.forward({"type": "finished", "execution": event["execution"]})
+        await self.forward(event, {"type": "finished", "execution": event["execution"]})
 
 
 class ExecutionListConsumer(JsonConsumer):
@@ -498,7 +510,9 @@ class ExecutionListConsumer(JsonConsumer):
         return {"type": "snapshot", "executions": await _list_snapshot(self.user)}
 
     async def executions_changed(self, event: dict[str, Any]) -> None:
-        await self.forward({"type": event["change"], "execution": event["execution"]})
+        await self.forward(
+            event, {"type": event["change"], "execution": event["execution"]}
+        )
 
 
 class NotFoundConsumer(AsyncJsonWebsocketConsumer):
