@@ -4,11 +4,12 @@ Each member of a group gets the event: with the in-memory layer the very
 same dict (`layers.InMemoryChannelLayer` puts one copy in every member's
 queue), over Redis a copy of its own. Every watcher of a run sends the same
 text for it, so the text is kept with the event it came from while that
-event is being fanned out: 300 watchers of a run encode each of its step
-events once, not 300 times (JSON was a twentieth of daphne's busy time with
-300 watchers on a run). An event is never changed once sent, so its text
-cannot go stale; it is kept alongside the event itself, so its `id` cannot
-be reused meanwhile.
+event is being fanned out: 300 watchers of a run encode each of its events
+once, not 300 times. A step event takes about 6 µs to encode on a 2-core
+test machine, a log event of 200 lines 260 µs: 80 ms of the server's loop
+per event, for 300 watchers, before this. An event is never changed once
+sent, so its text cannot go stale; it is kept alongside the event itself,
+so its `id` cannot be reused meanwhile.
 """
 
 from __future__ import annotations
