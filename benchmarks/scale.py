@@ -150,17 +150,17 @@ async def run(context: Context) -> None:
     samples = context.samples(200, 15)
     counts = (10, 50) if context.quick else COUNTS
     levels = []
-    count = min(counts[-1], TARGET_COUNT)
+    target = min(counts[-1], TARGET_COUNT)
     # The distributed set-up: daphne takes the API, one worker over Redis
     # supervises every run (issue 13's "with Redis and workers"). Its CPU
     # figures are daphne's alone; the delivery is the row that counts.
-    slots = {"EXECUTIONS_WORKER_CONCURRENCY": str(count + 5)}
+    slots = {"EXECUTIONS_WORKER_CONCURRENCY": str(target + 5)}
     async with site(
         context, "scale-workers", redis=True, workers=1, extra_env=slots
     ) as server:
         key = await server.start_joined()
         await server.stop(key)
-        workers = await level(server, count, context.samples(60, 10))
+        workers = await level(server, target, context.samples(60, 10))
     async with site(context, "scale") as server:
         process = psutil.Process(server.daphne.pid)
         # Warm up: one execution through, so imports and caches are paid.
@@ -174,10 +174,9 @@ async def run(context: Context) -> None:
         for count in counts:
             taken, deadline = SATURATED.get(count, (samples, None))
             levels.append(await level(server, count, min(samples, taken), deadline))
-        baseline["idle"] = await idle(server, min(counts[-1], TARGET_COUNT))
+        baseline["idle"] = await idle(server, target)
         baseline["rss_end"] = rss_mib(process)
-        count = min(counts[-1], TARGET_COUNT)
-        again = await level(server, count, samples)
+        again = await level(server, target, samples)
         again["rss_before"] = baseline["rss_end"]
     context.results["scale"] = {
         "baseline": baseline,

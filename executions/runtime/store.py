@@ -177,8 +177,9 @@ LINE_FIELDS = ("execution", "seq", "step", "at", "level", "text")
 def _insert_lines(connection, execution_id: str, lines: list[dict]) -> None:
     """One run's new lines, in one `executemany` of a statement built once.
     `bulk_create` compiled every value of every line through its field (40
-    µs a line, 90 % of the write): a run logging at its cap sends 500 lines
-    a write, and its last write is on the way to "stopped"."""
+    µs a line, 90 % of the write), and a run's last write is on the way to
+    "stopped": about `run.LOG_WRITE_LINES` lines for a run logging at its
+    cap, more after a burst."""
     owner = LogLine._meta.get_field("execution").get_db_prep_save(
         execution_id, connection
     )
