@@ -8,19 +8,28 @@ of a group message in every member's queue (the app's consumers read events,
 never change them). Its `receive` also keeps a channel's queue while the
 channel is read: Channels' own builds a queue on every call and drops it
 whenever it empties, so each event cost every watcher two new queues.
+
+A channel can also be heard (`hear`): its messages are handed to a callback
+in the sender's own call, with no queue and no task to wake on the way. The
+runtime's supervisor hears its control groups so (runtime/control.py): an
+interrupt reaches the execution process's socket inside the door's push.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
+from collections.abc import Callable
 from copy import deepcopy
 
 from channels import layers
 
 #: How often expired messages and memberships are swept, in seconds.
 CLEAN_EVERY = 1.0
+
+logger = logging.getLogger(__name__)
 
 
 class InMemoryChannelLayer(layers.InMemoryChannelLayer):
@@ -32,6 +41,34 @@ class InMemoryChannelLayer(layers.InMemoryChannelLayer):
         #: Channel → the event loop its queue was last read on: a queue
         #: binds itself to the loop that first waits on it.
         self._read_on: dict[str, asyncio.AbstractEventLoop] = {}
+        #: Channel → the callback its messages are handed to (`hear`).
+        self._heard: dict[str, Callable[[dict], None]] = {}
+
+    def hear(self, channel: str, on_message: Callable[[dict], None]) -> None:
+        """Hand each message sent to `channel` (or to a group it is in) to
+        `on_message`, in the sender's call, instead of queueing it for
+        `receive`. `on_message` runs on the layer's loop, so it must not
+        block; what it raises is logged, and the send goes on."""
+        self.require_valid_channel_name(channel)
+        self._heard[channel] = on_message
+
+    def unhear(self, channel: str) -> None:
+        self._heard.pop(channel, None)
+
+    def _hand(self, channel: str, on_message: Callable[[dict], None], message) -> None:
+        try:
+            on_message(message)
+        except Exception:
+            logger.exception("the listener of %s failed", channel)
+
+    async def send(self, channel: str, message: dict) -> None:
+        on_message = self._heard.get(channel)
+        if on_message is None:
+            return await super().send(channel, message)
+        assert isinstance(message, dict), "message is not a dict"
+        assert "type" in message, "message does not have a type"
+        self.require_valid_channel_name(channel)
+        self._hand(channel, on_message, deepcopy(message))
 
     def _clean_expired(self) -> None:
         now = time.monotonic()
@@ -70,14 +107,27 @@ class InMemoryChannelLayer(layers.InMemoryChannelLayer):
         return message
 
     async def group_send(self, group: str, message: dict) -> None:
+        self.group_send_nowait(group, message)
+
+    def group_send_nowait(
+        self, group: str, message: dict, *, copy: bool = True
+    ) -> None:
+        """`group_send` without an await: every member's copy is queued when
+        it returns. On the loop the layer's queues belong to (they are
+        asyncio's, not thread-safe). `copy=False`: `message` is the caller's
+        own copy already, which nobody changes after."""
         assert isinstance(message, dict), "Message is not a dict"
         self.require_valid_group_name(group)
         self._clean_expired()
         members = self.groups.get(group)
         if not members:
             return
-        entry = (time.time() + self.expiry, deepcopy(message))
+        entry = (time.time() + self.expiry, deepcopy(message) if copy else message)
         for channel in list(members):
+            on_message = self._heard.get(channel)
+            if on_message is not None:
+                self._hand(channel, on_message, entry[1])
+                continue
             queue = self.channels.get(channel)
             if queue is None:
                 queue = asyncio.Queue(maxsize=self.get_capacity(channel))

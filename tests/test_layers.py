@@ -168,3 +168,42 @@ def test_a_queue_read_on_a_loop_now_gone_is_replaced_with_its_messages(layer):
 
     assert asyncio.run(group_add_then_read_one())["n"] == 1
     assert [m["n"] for m in asyncio.run(send_then_read_two())] == [2, 3]
+
+
+async def test_a_heard_channel_has_its_messages_handed_on_in_the_send(layer):
+    heard, other = [], await layer.new_channel()
+    channel = await layer.new_channel()
+    layer.hear(channel, heard.append)
+    await layer.group_add("control", channel)
+    await layer.group_add("control", other)
+
+    await layer.group_send("control", {"type": "interrupt", "n": 1})
+    await layer.send(channel, {"type": "interrupt", "n": 2})
+
+    assert heard == [{"type": "interrupt", "n": 1}, {"type": "interrupt", "n": 2}]
+    assert channel not in layer.channels  # nothing queued for it
+    assert (await layer.receive(other))["n"] == 1
+
+
+async def test_a_listener_that_fails_is_logged_and_the_send_goes_on(layer, caplog):
+    failing, other = await layer.new_channel(), await layer.new_channel()
+    layer.hear(failing, lambda message: 1 / 0)
+    await layer.group_add("control", failing)
+    await layer.group_add("control", other)
+
+    await layer.group_send("control", {"type": "interrupt"})
+
+    assert (await layer.receive(other)) == {"type": "interrupt"}
+    assert f"the listener of {failing} failed" in caplog.text
+
+
+async def test_a_channel_no_longer_heard_is_queued_for_again(layer):
+    heard, channel = [], await layer.new_channel()
+    layer.hear(channel, heard.append)
+    await layer.group_add("control", channel)
+    layer.unhear(channel)
+
+    await layer.group_send("control", {"type": "interrupt"})
+
+    assert heard == []
+    assert await layer.receive(channel) == {"type": "interrupt"}

@@ -7,15 +7,19 @@ commits, so a listener that reads the database sees what it was told.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import os
 import sys
 import threading
+from copy import deepcopy
 
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
+from .. import layers
 from . import groups
 from .throttle import Throttled
 
@@ -43,18 +47,28 @@ async def _deliver(method: str, name: str, message: dict) -> None:
         quiet.recovered("layer")
 
 
-def from_sync(method: str, name: str, message: dict) -> None:
-    """`group_send` or `send` from sync code, best effort, and wait for it.
+def from_sync(method: str, name: str, message: dict, *, wait: bool = True) -> None:
+    """`group_send` or `send` from sync code, best effort.
 
     On channels_redis's pub/sub layer that is one PUBLISH on a connection
     this process keeps (`_SyncPublisher`), from the calling thread: no event
     loop, no thread hop, in a door's thread as in a management command, a
-    Celery task or a long-lived client calling the service. On other layers:
-    inside an ASGI server's sync view (asgiref's `sync_to_async`), and with
-    the in-memory layer (whose queues belong to their consumers' loop),
-    asgiref's `async_to_sync`; anywhere else, `async_to_sync` would make a
+    Celery task or a long-lived client calling the service.
+
+    A group send on the app's in-memory layer from an ASGI server's sync
+    view (asgiref's `sync_to_async`) is one callback on the server's loop,
+    which its queues belong to, queued after this thread's earlier pushes
+    and before its view's answer. `wait`: until the loop has run it. A push
+    to a runner waits: a waiting thread leaves the loop the GIL at once,
+    where a busy one would hold it until its next I/O, and the supervisor
+    hears its control group in the send itself (`layers.hear`), so the
+    relay to the execution process is done when the wait ends. The
+    watchers' pushes need not wait.
+
+    Otherwise: inside a sync view, and with other in-memory layers, through
+    asgiref's `async_to_sync`; anywhere else `async_to_sync` would make a
     new event loop, and with it a new connection, for every push: those run
-    on one loop this process keeps for them instead."""
+    on one loop this process keeps for them instead. These always wait."""
     layer = get_channel_layer()
     if layer is None:
         return
@@ -68,6 +82,20 @@ def from_sync(method: str, name: str, message: dict) -> None:
             quiet.recovered("layer")
         return
     outer = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if (
+        outer is not None
+        and method == "group_send"
+        and isinstance(layer, layers.InMemoryChannelLayer)
+    ):
+        queued = concurrent.futures.Future() if wait else None
+        try:
+            outer.call_soon_threadsafe(_queue, layer, name, deepcopy(message), queued)
+        except RuntimeError:  # the loop is closed: nobody is left to hear
+            return
+        if queued is not None:
+            with contextlib.suppress(TimeoutError):
+                queued.result(timeout=QUEUE_WAIT)
+        return
     if outer is not None or isinstance(layer, InMemoryChannelLayer):
         async_to_sync(_deliver)(method, name, message)
         return
@@ -75,6 +103,28 @@ def from_sync(method: str, name: str, message: dict) -> None:
         _deliver(method, name, message), _push_loop()
     )
     future.result()
+
+
+#: Seconds a sync view waits for the server's loop to queue its push: a
+#: loop that stopped without closing would never run it.
+QUEUE_WAIT = 5.0
+
+
+def _queue(
+    layer: layers.InMemoryChannelLayer,
+    group: str,
+    message: dict,
+    queued: concurrent.futures.Future | None,
+) -> None:
+    try:
+        layer.group_send_nowait(group, message, copy=False)
+    except Exception:
+        quiet.warning("layer", "group_send to %s failed", group, exc_info=True)
+    else:
+        quiet.recovered("layer")
+    finally:
+        if queued is not None:
+            queued.set_result(None)
 
 
 _push = {"loop": None, "pid": None}
@@ -169,8 +219,11 @@ def _sync_publisher(layer) -> _SyncPublisher | None:
     return known[1]
 
 
-def send_on_commit(group: str, message: dict) -> None:
-    transaction.on_commit(lambda: from_sync("group_send", group, message))
+def send_on_commit(group: str, message: dict, *, wait: bool = True) -> None:
+    """`group_send` once the transaction commits. `wait=False`: on the
+    in-memory layer from a sync view, do not wait for the server's loop to
+    queue it (`from_sync`)."""
+    transaction.on_commit(lambda: from_sync("group_send", group, message, wait=wait))
 
 
 def status_messages(snapshot: dict, event: str = groups.STATUS) -> list:
@@ -188,8 +241,9 @@ def status_messages(snapshot: dict, event: str = groups.STATUS) -> list:
 
 
 def status_changed_on_commit(snapshot: dict, event: str = groups.STATUS) -> None:
+    # Nothing the door does next waits for the watchers.
     for group, message in status_messages(snapshot, event):
-        send_on_commit(group, message)
+        send_on_commit(group, message, wait=False)
 
 
 async def status_changed(snapshot: dict, event: str = groups.STATUS) -> None:

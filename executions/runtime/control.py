@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from channels.layers import InMemoryChannelLayer
 
+from .. import layers
 from ..conf import conf
 from .throttle import Throttled
 
@@ -41,6 +42,10 @@ async def listen(
 ) -> None:
     """Hear `group` until cancelled, each message handed to `on_message`.
 
+    On the app's in-memory layer the channel is heard (`layers.hear`): each
+    message is handed on in its sender's call, so an interrupt is relayed
+    before the door's push returns, not when a reader task next runs.
+
     The group is re-joined every `EXECUTIONS_REJOIN_INTERVAL`: Redis forgets
     memberships after `group_expiry` and across a restart, and a run may
     outlive both. Layer errors back off and retry; meanwhile the database
@@ -48,8 +53,13 @@ async def listen(
     round trip an execution process on its way out does without: its
     connection goes with it)."""
     channel = await layer.new_channel()
+    heard = isinstance(layer, layers.InMemoryChannelLayer)
+    if heard:
+        layer.hear(channel, on_message)
     rejoin = asyncio.ensure_future(_keep_joined(layer, group, channel))
     try:
+        if heard:
+            await asyncio.Future()  # until cancelled
         while True:
             try:
                 message = await layer.receive(channel)
@@ -60,6 +70,8 @@ async def listen(
             on_message(message)
     finally:
         rejoin.cancel()
+        if heard:
+            layer.unhear(channel)
         if leave:
             with contextlib.suppress(Exception):
                 await layer.group_discard(group, channel)

@@ -61,3 +61,60 @@ async def test_a_push_from_a_sync_view_runs_on_the_servers_loop(recording_layer)
 
     server_loop = id(asyncio.get_running_loop())
     assert seen_loops == [server_loop]
+
+
+@pytest.fixture
+def memory_layer(settings):
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "executions.layers.InMemoryChannelLayer"}
+    }
+    channel_layers.backends.clear()
+    yield channel_layers["default"]
+    channel_layers.backends.clear()
+
+
+async def test_a_sync_views_push_on_the_apps_layer_is_queued_when_it_returns(
+    memory_layer,
+):
+    from asgiref.sync import sync_to_async
+
+    channel = await memory_layer.new_channel()
+    await memory_layer.group_add("execution-control.x", channel)
+
+    def view() -> int:
+        broadcast.from_sync("group_send", "execution-control.x", {"type": "a"})
+        return memory_layer.channels[channel].qsize()
+
+    assert await sync_to_async(view)() == 1
+
+
+async def test_a_sync_views_pushes_that_do_not_wait_arrive_in_order_before_its_answer(
+    memory_layer,
+):
+    from asgiref.sync import sync_to_async
+
+    channel = await memory_layer.new_channel()
+    await memory_layer.group_add("execution.x", channel)
+
+    def view() -> None:
+        for n in range(3):
+            broadcast.from_sync(
+                "group_send", "execution.x", {"type": "s", "n": n}, wait=False
+            )
+
+    await sync_to_async(view)()
+
+    queue = memory_layer.channels[channel]
+    assert [queue.get_nowait()[1]["n"] for _ in range(queue.qsize())] == [0, 1, 2]
+
+
+def test_a_push_to_a_closed_servers_loop_is_dropped(memory_layer):
+    from asgiref.sync import SyncToAsync
+
+    loop = asyncio.new_event_loop()
+    loop.close()
+    SyncToAsync.threadlocal.main_event_loop = loop
+    try:
+        broadcast.from_sync("group_send", "execution.x", {"type": "s"})
+    finally:
+        del SyncToAsync.threadlocal.main_event_loop

@@ -8,6 +8,7 @@ import asyncio
 import uuid
 
 import pytest
+from channels import layers as channels_layers
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from executions.layers import InMemoryChannelLayer
@@ -15,8 +16,9 @@ from executions.runtime import control, groups
 from tests.runtime.test_watchers import until
 
 
-class FlakyLayer(InMemoryChannelLayer):
-    """Fails the first `failures` joins and receives, as a Redis that is away."""
+class FlakyLayer(channels_layers.InMemoryChannelLayer):
+    """A layer whose channels are read, as Redis's are, that fails the first
+    `failures` joins and receives, as a Redis that is away."""
 
     def __init__(self, *, joins: int = 0, receives: int = 0) -> None:
         super().__init__()
@@ -49,8 +51,11 @@ async def hearing(layer, group: str, heard: list, **options) -> asyncio.Task:
     return task
 
 
-async def test_each_message_to_the_group_is_handed_on_in_order(group):
-    layer, heard = InMemoryChannelLayer(), []
+@pytest.mark.parametrize(
+    "make", [InMemoryChannelLayer, FlakyLayer], ids=["heard", "read"]
+)
+async def test_each_message_to_the_group_is_handed_on_in_order(group, make):
+    layer, heard = make(), []
     listening = await hearing(layer, group, heard)
     try:
         await layer.group_send(group, {"type": groups.INTERRUPT, "force": False})
@@ -65,6 +70,19 @@ async def test_each_message_to_the_group_is_handed_on_in_order(group):
     ]
 
 
+async def test_on_the_apps_layer_a_message_is_handed_on_in_the_send(group):
+    layer, heard = InMemoryChannelLayer(), []
+    listening = await hearing(layer, group, heard)
+    try:
+        await layer.group_send(group, {"type": groups.INTERRUPT, "force": False})
+
+        # No reader task had to run: the supervisor relays inside the push.
+        assert heard == [{"type": groups.INTERRUPT, "force": False}]
+        assert layer.channels == {}
+    finally:
+        listening.cancel()
+
+
 async def test_cancelled_it_leaves_the_group(group):
     layer = InMemoryChannelLayer()
     listening = await hearing(layer, group, [])
@@ -73,6 +91,7 @@ async def test_cancelled_it_leaves_the_group(group):
     await asyncio.wait([listening])
 
     assert not layer.groups.get(group)
+    assert layer._heard == {}
 
 
 async def test_an_execution_process_on_its_way_out_does_not_wait_to_leave(group):
