@@ -43,14 +43,21 @@ CLI_FLOOR = "manage.py interrupt UNKNOWN-ID: spawn → exit"
 IDLE_SERVER = "Redis: API → watcher sees, quiet server (no list page)"
 HOP = "websocket door, of which: supervisor → execution process → signal"
 PING = "HTTP GET round trip, bare ASGI on daphne (reference)"
-#: The floor of the API door (issue 13): what it cannot do without.
-API_FLOOR = "bare Django POST, logged in, CSRF, one UPDATE: its 202 back (floor)"
+#: The floor of the API door (issue 13): what it cannot do without, with
+#: the neighbours each of its samples has (a run just started, watched).
+API_FLOOR = (
+    "bare Django POST, logged in, CSRF, one UPDATE, beside a run just started:"
+    " its 202 back (floor)"
+)
+#: The same POST with no run beside it: what the neighbours cost it.
+API_FLOOR_QUIET = "the floor's POST on a quiet server: its 202 back (reference)"
 DJANGO_404 = "HTTP GET round trip, a Django 404 (reference)"
 #: The same through Django's own ASGI handler (benchmarks/asgi.py's STOCK):
 #: what the product's one-hop handler saves.
 STOCK = "/bench/stock"
 API_FLOOR_STOCK = (
-    "the floor's POST through Django's own ASGI handler: its 202 back (reference)"
+    "the floor's POST on a quiet server through Django's own ASGI handler:"
+    " its 202 back (reference)"
 )
 DJANGO_404_STOCK = (
     "HTTP GET round trip, a Django 404 through Django's own ASGI handler (reference)"
@@ -239,28 +246,41 @@ async def cli_floor(site: Site, samples: int) -> list[float]:
     return latencies
 
 
-async def update_floor(site: Site, samples: int, prefix: str = "") -> list[float]:
+async def update_floor(
+    site: Site, samples: int, prefix: str = "", *, beside: bool = True
+) -> list[float]:
     """The API door's floor: the logged-in session's POST, with its CSRF
     token, to a view of the benchmark's own (`benchmarks/asgi.py`) that does
-    one UPDATE of an execution's row; sent → its 202 back. Under `prefix`
-    (STOCK: through Django's own ASGI handler)."""
+    one UPDATE of an execution's row; sent → its 202 back. `beside`: each
+    POST is sent as a door's sample is (`one`), 10-30 ms into a run just
+    started and watched, which is stopped after it; else back to back on a
+    quiet server. Under `prefix` (STOCK: through Django's own ASGI
+    handler)."""
     key = await site.start_joined()
     await site.stop(key)
     path = f"{prefix}/bench/update/{uuid.UUID(key)}/"
 
-    def call() -> list[float]:
-        latencies = []
-        for index in range(samples + WARMUP):
-            sent = time.time()
-            status, body = site.http.post_json(path, {})
-            replied = time.time()
-            if status != 202 or body.get("updated") != 1:
-                raise RuntimeError(f"the floor's POST answered {status} {body}")
-            if index >= WARMUP:
-                latencies.append(ms(replied - sent))
-        return latencies
+    def call() -> float:
+        sent = time.time()
+        status, body = site.http.post_json(path, {})
+        replied = time.time()
+        if status != 202 or body.get("updated") != 1:
+            raise RuntimeError(f"the floor's POST answered {status} {body}")
+        return ms(replied - sent)
 
-    return await asyncio.to_thread(call)
+    latencies = []
+    for index in range(samples + WARMUP):
+        if beside:
+            neighbour = await site.start_joined()
+            watcher = await site.watch(neighbour)
+            await desync()
+        latency = await asyncio.to_thread(call)
+        if beside:
+            await site.stop(neighbour)
+            await watcher.close()
+        if index >= WARMUP:
+            latencies.append(latency)
+    return latencies
 
 
 async def round_trips(site: Site, path: str, samples: int) -> list[float]:
@@ -325,9 +345,10 @@ async def run(context: Context) -> None:
             if door is door_api:
                 # Right after the door it is the floor of, same neighbours.
                 memory_rows.append((API_FLOOR, await update_floor(server, samples)))
-                memory_rows.append(
-                    (API_FLOOR_STOCK, await update_floor(server, samples, STOCK))
-                )
+                quiet = await update_floor(server, samples, beside=False)
+                memory_rows.append((API_FLOOR_QUIET, quiet))
+                stock = await update_floor(server, samples, STOCK, beside=False)
+                memory_rows.append((API_FLOOR_STOCK, stock))
             if "reply" in series and door is not door_cli:
                 memory_rows.append(
                     (f"{name}: its response back (reference)", series["reply"])
