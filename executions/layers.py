@@ -41,34 +41,49 @@ class InMemoryChannelLayer(layers.InMemoryChannelLayer):
         #: Channel → the event loop its queue was last read on: a queue
         #: binds itself to the loop that first waits on it.
         self._read_on: dict[str, asyncio.AbstractEventLoop] = {}
-        #: Channel → the callback its messages are handed to (`hear`).
-        self._heard: dict[str, Callable[[dict], None]] = {}
+        #: Channel → the loop and the callback its messages are handed to
+        #: (`hear`).
+        self._heard: dict[
+            str, tuple[asyncio.AbstractEventLoop, Callable[[dict], None]]
+        ] = {}
 
     def hear(self, channel: str, on_message: Callable[[dict], None]) -> None:
         """Hand each message sent to `channel` (or to a group it is in) to
-        `on_message`, in the sender's call, instead of queueing it for
-        `receive`. `on_message` runs on the layer's loop, so it must not
-        block; what it raises is logged, and the send goes on."""
+        `on_message` instead of queueing it for `receive`: in the sender's
+        call when the sender is on the loop this is called on, else soon
+        after on that loop. `on_message` must not block; what it raises is
+        logged, and the send goes on."""
         self.require_valid_channel_name(channel)
-        self._heard[channel] = on_message
+        self._heard[channel] = (asyncio.get_running_loop(), on_message)
 
     def unhear(self, channel: str) -> None:
         self._heard.pop(channel, None)
 
-    def _hand(self, channel: str, on_message: Callable[[dict], None], message) -> None:
+    def _hand(self, channel: str, message: dict) -> None:
+        loop, on_message = self._heard[channel]
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._call(channel, on_message, message)
+        else:  # a sender on another thread's loop: the listener's own runs it
+            with contextlib.suppress(RuntimeError):  # that loop is closed
+                loop.call_soon_threadsafe(self._call, channel, on_message, message)
+
+    def _call(self, channel: str, on_message: Callable[[dict], None], message) -> None:
         try:
             on_message(message)
         except Exception:
             logger.exception("the listener of %s failed", channel)
 
     async def send(self, channel: str, message: dict) -> None:
-        on_message = self._heard.get(channel)
-        if on_message is None:
+        if channel not in self._heard:
             return await super().send(channel, message)
         assert isinstance(message, dict), "message is not a dict"
         assert "type" in message, "message does not have a type"
         self.require_valid_channel_name(channel)
-        self._hand(channel, on_message, deepcopy(message))
+        self._hand(channel, deepcopy(message))
 
     def _clean_expired(self) -> None:
         now = time.monotonic()
@@ -124,9 +139,8 @@ class InMemoryChannelLayer(layers.InMemoryChannelLayer):
             return
         entry = (time.time() + self.expiry, deepcopy(message) if copy else message)
         for channel in list(members):
-            on_message = self._heard.get(channel)
-            if on_message is not None:
-                self._hand(channel, on_message, entry[1])
+            if channel in self._heard:
+                self._hand(channel, entry[1])
                 continue
             queue = self.channels.get(channel)
             if queue is None:

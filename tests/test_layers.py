@@ -207,3 +207,18 @@ async def test_a_channel_no_longer_heard_is_queued_for_again(layer):
 
     assert heard == []
     assert await layer.receive(channel) == {"type": "interrupt"}
+
+
+async def test_a_sender_on_another_loop_has_the_listener_run_on_its_own(layer):
+    heard, channel = [], await layer.new_channel()
+    layer.hear(
+        channel, lambda message: heard.append((message, asyncio.get_running_loop()))
+    )
+    await layer.group_add("control", channel)
+
+    # A sync test's push, say: on a loop of its own, in another thread.
+    await asyncio.to_thread(
+        asyncio.run, layer.group_send("control", {"type": "interrupt"})
+    )
+
+    assert heard == [({"type": "interrupt"}, asyncio.get_running_loop())]
