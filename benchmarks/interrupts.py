@@ -42,6 +42,9 @@ FLOOR_PUBSUB = "pub/sub layer group_send → receive, other process (floor)"
 CLI_FLOOR = "manage.py interrupt UNKNOWN-ID: spawn → exit"
 IDLE_SERVER = "Redis: API → watcher sees, quiet server (no list page)"
 HOP = "websocket door, of which: supervisor → execution process → signal"
+#: From the door's push (the row written) to the signal: the way on, which
+#: every door shares, without the request's way to its push.
+PUSHED = "of which: its push → signal set"
 PING = "HTTP GET round trip, bare ASGI on daphne (reference)"
 #: The floor of the API door (issue 13): what it cannot do without, with
 #: the neighbours each of its samples has (a run just started, watched).
@@ -179,6 +182,9 @@ async def one(site: Site, door) -> dict[str, float] | None:
     relayed = site.collector.all("relayed", key)
     if relayed:
         result["hop"] = ms(signalled["t"] - relayed[0]["t"])
+    pushed = [mark for mark in site.collector.all("push", key) if mark["t"] >= sent]
+    if pushed:
+        result["push"] = ms(signalled["t"] - pushed[0]["t"])
     # The way from the signal to the watcher, where the probes see it.
     marks = [("signal", signalled["t"])]
     for kind in ("ran", "exited", "final"):
@@ -363,6 +369,8 @@ async def run(context: Context) -> None:
                 stopped_rows += stages("in-process: API", series)
             if door is door_websocket and series.get("hop"):
                 memory_rows.append((HOP, series["hop"]))
+            if door is not door_cli and series.get("push"):
+                memory_rows.append((f"{name}, {PUSHED}", series["push"]))
         memory_rows.append((CLI_FLOOR + " (reference)", await cli_floor(server, slow)))
         memory_rows.append((PING, await round_trips(server, "/bench/ping/", samples)))
         memory_rows.append(
@@ -412,6 +420,8 @@ async def doors_over_redis(
         rows.append((f"{name} → signal set (worker)", series["delivery"]))
         if door is door_websocket and series.get("hop"):
             rows.append((HOP + " (worker)", series["hop"]))
+        if door is not door_cli and series.get("push"):
+            rows.append((f"{name}, {PUSHED} (worker)", series["push"]))
         stopped_rows.append((f"Redis: {name} → watcher sees", series["stopped"]))
         if door is door_api:
             stopped_rows.append(

@@ -7,6 +7,9 @@ and watches it from outside:
 
 - the supervisor's first join of a run's control group is reported as
   `joined`, so a benchmark interrupts only a run that can hear the push;
+- a door's push of an interrupt (`broadcast.from_sync` to a control group,
+  called once the request is on the row) is reported as `push`, so the
+  door's way to its push can be told apart from the way on;
 - the supervisor's write of an interrupt to an execution process's socket
   pair is reported as `relayed`, so the hop from there to the engine's
   signal can be told apart from the door and the layer;
@@ -50,6 +53,7 @@ SENDS = "PEACE_BENCH_SENDS"
 #: session re-check before forwarding (benchmarks/fanout.py, benchmarks/asgi.py).
 NO_RECHECK = "PEACE_BENCH_NO_RECHECK"
 CONTROL_PREFIX = "execution-control."
+INTERRUPT = "execution.interrupt"
 WATCH_PREFIX = "execution."
 #: Imported by the forkserver, after the product's own preload (Django set up).
 FORKED_MODULE = "benchmarks.forked"
@@ -82,7 +86,7 @@ def report(kind: str, key: str, **extra) -> None:
 def install() -> None:
     if not os.environ.get(COLLECTOR):
         return
-    from executions.runtime import engines, process, store, supervisor
+    from executions.runtime import broadcast, engines, process, store, supervisor
 
     if FORKED_MODULE not in process.PRELOAD:
         process.PRELOAD.append(FORKED_MODULE)
@@ -91,6 +95,7 @@ def install() -> None:
     _probe_supervisor(supervisor.Supervisor)
     _probe_relay(process.ExecutionProcess)
     _probe_finish(store)
+    _probe_push(broadcast)
     _probe_layer(sends=os.environ.get(SENDS) == "1")
 
 
@@ -143,6 +148,17 @@ def _probe_relay(cls) -> None:
 
     cls.interrupt = probed_interrupt
     cls.wait = probed_wait
+
+
+def _probe_push(module) -> None:
+    from_sync = module.from_sync
+
+    def probed_from_sync(method: str, name: str, message: dict, **options) -> None:
+        if name.startswith(CONTROL_PREFIX) and message.get("type") == INTERRUPT:
+            report("push", name.removeprefix(CONTROL_PREFIX))
+        from_sync(method, name, message, **options)
+
+    module.from_sync = probed_from_sync
 
 
 def _probe_finish(module) -> None:
