@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 import pytest
+from asgiref.sync import SyncToAsync, sync_to_async
 from channels.layers import BaseChannelLayer, channel_layers
 
 from executions.runtime import broadcast
@@ -53,8 +54,6 @@ def test_sync_pushes_share_one_loop_and_its_connection(recording_layer):
 
 
 async def test_a_push_from_a_sync_view_runs_on_the_servers_loop(recording_layer):
-    from asgiref.sync import sync_to_async
-
     await sync_to_async(broadcast.from_sync)(
         "group_send", "execution.x", {"type": "execution.status"}
     )
@@ -76,8 +75,6 @@ def memory_layer(settings):
 async def test_a_sync_views_push_on_the_apps_layer_is_queued_when_it_returns(
     memory_layer,
 ):
-    from asgiref.sync import sync_to_async
-
     channel = await memory_layer.new_channel()
     await memory_layer.group_add("execution-control.x", channel)
 
@@ -91,8 +88,6 @@ async def test_a_sync_views_push_on_the_apps_layer_is_queued_when_it_returns(
 async def test_a_sync_views_pushes_that_do_not_wait_arrive_in_order_before_its_answer(
     memory_layer,
 ):
-    from asgiref.sync import sync_to_async
-
     channel = await memory_layer.new_channel()
     await memory_layer.group_add("execution.x", channel)
 
@@ -109,8 +104,6 @@ async def test_a_sync_views_pushes_that_do_not_wait_arrive_in_order_before_its_a
 
 
 def test_a_push_to_a_closed_servers_loop_is_dropped(memory_layer):
-    from asgiref.sync import SyncToAsync
-
     loop = asyncio.new_event_loop()
     loop.close()
     SyncToAsync.threadlocal.main_event_loop = loop
