@@ -32,6 +32,15 @@ CLEAN_EVERY = 1.0
 logger = logging.getLogger(__name__)
 
 
+def hand(channel: str, on_message: Callable[[dict], None], message: dict) -> None:
+    """Hand `message` to the listener of heard `channel`: what it raises is
+    logged, and the sender (or the reader) goes on."""
+    try:
+        on_message(message)
+    except Exception:
+        logger.exception("the listener of %s failed", channel)
+
+
 class InMemoryChannelLayer(layers.InMemoryChannelLayer):
     def __init__(self, **options) -> None:
         super().__init__(**options)
@@ -66,16 +75,10 @@ class InMemoryChannelLayer(layers.InMemoryChannelLayer):
         except RuntimeError:
             running = None
         if running is loop:
-            self._call(channel, on_message, message)
+            hand(channel, on_message, message)
         else:  # a sender on another thread's loop: the listener's own runs it
             with contextlib.suppress(RuntimeError):  # that loop is closed
-                loop.call_soon_threadsafe(self._call, channel, on_message, message)
-
-    def _call(self, channel: str, on_message: Callable[[dict], None], message) -> None:
-        try:
-            on_message(message)
-        except Exception:
-            logger.exception("the listener of %s failed", channel)
+                loop.call_soon_threadsafe(hand, channel, on_message, message)
 
     async def send(self, channel: str, message: dict) -> None:
         if channel not in self._heard:

@@ -22,7 +22,6 @@ from collections.abc import Callable
 
 from channels.layers import InMemoryChannelLayer
 
-from .. import layers
 from ..conf import conf
 from .throttle import Throttled
 
@@ -42,9 +41,11 @@ async def listen(
 ) -> None:
     """Hear `group` until cancelled, each message handed to `on_message`.
 
-    On the app's in-memory layer the channel is heard (`layers.hear`): each
-    message is handed on in its sender's call, so an interrupt is relayed
-    before the door's push returns, not when a reader task next runs.
+    On the app's own layers the channel is heard: each message is handed on
+    in its sender's call on the in-memory layer (`layers`), so an interrupt
+    is relayed before the door's push returns, and in the reader's call on
+    the pub/sub layer (`pubsub`), with no task to wake for it on the loop's
+    next turn. Other layers' channels are read.
 
     The group is re-joined every `EXECUTIONS_REJOIN_INTERVAL`: Redis forgets
     memberships after `group_expiry` and across a restart, and a run may
@@ -53,7 +54,7 @@ async def listen(
     round trip an execution process on its way out does without: its
     connection goes with it)."""
     channel = await layer.new_channel()
-    heard = isinstance(layer, layers.InMemoryChannelLayer)
+    heard = callable(getattr(layer, "hear", None))
     if heard:
         layer.hear(channel, on_message)
     rejoin = asyncio.ensure_future(_keep_joined(layer, group, channel))
@@ -75,6 +76,10 @@ async def listen(
         if leave:
             with contextlib.suppress(Exception):
                 await layer.group_discard(group, channel)
+                # Nobody receives a heard channel, whose going would
+                # unsubscribe it: on the pub/sub layer, that is done here.
+                if heard and hasattr(layer, "close_channel"):
+                    await layer.close_channel(channel)
 
 
 async def _keep_joined(layer, group: str, channel: str) -> None:

@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 
 import pytest
 
 from executions.pubsub import RedisPubSubChannelLayer
+from executions.runtime import control, groups
+from tests.runtime.test_watchers import until
 
 pytestmark = pytest.mark.e2e
 
@@ -112,5 +115,130 @@ async def test_with_nothing_subscribed_the_reader_waits_and_wakes_for_the_next(
     await sender.group_send("execution-control.b", {"type": "execution.status"})
     received = await asyncio.wait_for(layer.receive(second), GIVE_UP_AFTER)
     assert received == {"type": "execution.status"}
+    await layer.flush()
+    await sender.flush()
+
+
+async def test_a_heard_channel_gets_each_message_in_the_readers_call(redis_server):
+    """What reaches a heard channel's group is handed to its callback by the
+    reader task itself, in order, with nothing queued for a `receive`."""
+    layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
+    sender = RedisPubSubChannelLayer(hosts=[redis_server.url])
+    channel = await layer.new_channel()
+    heard, tasks = [], []
+
+    def on_message(message: dict) -> None:
+        heard.append(message)
+        tasks.append(asyncio.current_task())
+
+    layer.hear(channel, on_message)
+    await layer.group_add("execution-control.h", channel)
+    await reader_in(layer, "PubSub.get_message")
+    await sender.group_send("execution-control.h", {"type": "execution.interrupt"})
+    await sender.group_send("execution-control.h", {"type": "execution.status"})
+    deadline = time.monotonic() + GIVE_UP_AFTER
+    while len(heard) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
+
+    assert heard == [{"type": "execution.interrupt"}, {"type": "execution.status"}]
+    reader = layer._get_layer()._shards[0]._receive_task
+    assert tasks == [reader, reader]
+    assert layer._get_layer().channels[channel].empty()
+    await layer.flush()
+    await sender.flush()
+
+
+async def test_a_failing_listener_is_logged_and_the_group_still_hears(
+    redis_server, caplog
+):
+    """One heard channel's callback raises: that is logged, and the group's
+    other members still get the message, heard or queued as each is."""
+    layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
+    sender = RedisPubSubChannelLayer(hosts=[redis_server.url])
+    failing, hearing, reading = [await layer.new_channel() for _ in range(3)]
+    heard = []
+
+    def fail(message: dict) -> None:
+        raise RuntimeError("a broken listener")
+
+    layer.hear(failing, fail)
+    layer.hear(hearing, heard.append)
+    for channel in (failing, hearing, reading):
+        await layer.group_add("execution-control.f", channel)
+    await reader_in(layer, "PubSub.get_message")
+    await sender.group_send("execution-control.f", {"type": "execution.interrupt"})
+
+    read = await asyncio.wait_for(layer.receive(reading), GIVE_UP_AFTER)
+    assert read == {"type": "execution.interrupt"}
+    assert heard == [{"type": "execution.interrupt"}]
+    assert f"the listener of {failing} failed" in caplog.text
+    await layer.flush()
+    await sender.flush()
+
+
+async def test_unheard_a_channel_is_read_again(redis_server):
+    layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
+    sender = RedisPubSubChannelLayer(hosts=[redis_server.url])
+    channel = await layer.new_channel()
+    heard = []
+    layer.hear(channel, heard.append)
+    await layer.group_add("execution-control.u", channel)
+    layer.unhear(channel)
+
+    await reader_in(layer, "PubSub.get_message")
+    await sender.group_send("execution-control.u", {"type": "execution.status"})
+    received = await asyncio.wait_for(layer.receive(channel), GIVE_UP_AFTER)
+
+    assert received == {"type": "execution.status"}
+    assert heard == []
+    await layer.flush()
+    await sender.flush()
+
+
+async def test_a_closed_channel_is_unsubscribed_in_redis(redis_server):
+    """A heard channel is never `receive`d, so nothing cancelled unsubscribes
+    it: `close_channel` does, and the reader, with no subscription left,
+    waits for the next without polling."""
+    layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
+    channel = await layer.new_channel()
+    layer.hear(channel, lambda message: None)
+    await layer.group_add("execution-control.c", channel)
+    await layer.group_discard("execution-control.c", channel)
+
+    await layer.close_channel(channel)
+
+    assert channel not in layer._get_layer().channels
+    assert layer._get_layer().heard == {}
+    chain = await reader_waits(layer)
+    assert "Event.wait" in chain, chain
+    await layer.flush()
+
+
+async def test_the_runtimes_listener_hears_its_channel_and_closes_it(redis_server):
+    """Over a real Redis, on the project's pub/sub layer: the listener's
+    channel is heard (nothing is queued for it), and cancelled it leaves the
+    group and unsubscribes the channel."""
+    group = groups.control_group(uuid.uuid4())
+    layer, heard = RedisPubSubChannelLayer(hosts=[redis_server.url]), []
+    sender = RedisPubSubChannelLayer(hosts=[redis_server.url])
+    listening = asyncio.ensure_future(control.listen(layer, group, heard.append))
+    try:
+        await until(lambda: layer._get_layer().heard, timeout=5)
+        (channel,) = layer._get_layer().heard
+        name = layer._get_layer()._get_group_channel_name(group)
+        shard = layer._get_layer()._get_shard(name)
+        await until(lambda: name in shard._subscribed_to, timeout=5)
+        await sender.group_send(group, {"type": groups.INTERRUPT, "force": False})
+        await until(lambda: heard, timeout=5)
+        assert layer._get_layer().channels[channel].empty()
+    finally:
+        listening.cancel()
+        await asyncio.wait([listening])
+
+    assert heard == [{"type": groups.INTERRUPT, "force": False}]
+    assert layer._get_layer().heard == {}
+    assert channel not in layer._get_layer().channels
+    assert not layer._get_layer().groups.get(name)
+    assert channel not in shard._subscribed_to
     await layer.flush()
     await sender.flush()
