@@ -21,6 +21,14 @@ a line:
 The execution process never writes the row: the supervisor does, and only
 once the process and its process group are gone, so no step code runs after
 the row says the run ended.
+
+The supervisor writes to the process on a socket of its own (a dup of its
+end, `_Lines`), not through the transport it reads with: a write the process
+can no longer take (it has shut its end, or exited) fails, and on a
+transport that failure would stop the reading too, losing what the process
+sent last (its report) while still unread in the kernel. An interrupt
+relayed as the process ends, which it heard for itself over Redis, must not
+turn a clean stop into a lost report.
 """
 
 from __future__ import annotations
@@ -79,7 +87,9 @@ class ExecutionProcess:
         self.spec = spec
         self.on_message = on_message
         self.process: multiprocessing.process.BaseProcess | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._writer: _Lines | None = None
+        #: The end it reads (kept: a StreamWriter let go closes its transport).
+        self._reading_end: asyncio.StreamWriter | None = None
         self._reading: asyncio.Task | None = None
         self._exited: asyncio.Future | None = None
         #: An interrupt asked for while the process was still starting, and
@@ -101,7 +111,8 @@ class ExecutionProcess:
             await loop.run_in_executor(None, self.process.start)
         finally:
             theirs.close()
-        reader, self._writer = await asyncio.open_unix_connection(
+        self._writer = _Lines(ours.dup())
+        reader, self._reading_end = await asyncio.open_unix_connection(
             sock=ours, limit=LINE_LIMIT
         )
         if self._pending is not None:
@@ -134,13 +145,13 @@ class ExecutionProcess:
     def interrupt(self, force: bool) -> None:
         if self._writer is None:
             self._pending = force  # sent once connected
-        elif not self._writer.is_closing():
+        else:
             self._writer.write(encode({"t": "interrupt", "force": force}))
 
     def watch(self, watched: bool) -> None:
         if self._writer is None:
             self._watched = watched  # sent once connected
-        elif not self._writer.is_closing():
+        else:
             self._writer.write(encode({"t": "watched", "watched": watched}))
 
     async def wait(self) -> None:
@@ -174,8 +185,58 @@ class ExecutionProcess:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+        if self._reading_end is not None:
+            self._reading_end.close()
         if self._reading is not None:
             self._reading.cancel()
+
+
+class _Lines:
+    """The supervisor's lines to the process, on a socket of its own
+    (non-blocking, a dup of the end it reads): what the kernel does not take
+    at once waits for the socket to be writable; once a write fails (the
+    process has shut its end or exited) the rest is dropped: there is nobody
+    left to tell."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._unsent = bytearray()
+        self._loop = asyncio.get_running_loop()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self._unsent:  # queued behind what waits for the socket
+            self._unsent += data
+            return
+        self._unsent += data
+        if self._send():
+            self._loop.add_writer(self._sock.fileno(), self._flush)
+
+    def _send(self) -> bool:
+        """Send what it can; True if some is left for later."""
+        try:
+            sent = self._sock.send(self._unsent)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            self.close()
+            return False
+        del self._unsent[:sent]
+        return bool(self._unsent)
+
+    def _flush(self) -> None:
+        if not self._send() and not self.closed:
+            self._loop.remove_writer(self._sock.fileno())
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._unsent.clear()
+            self._loop.remove_writer(self._sock.fileno())
+            self._sock.close()
 
 
 def describe_exit(code: int) -> str:
