@@ -119,7 +119,11 @@ class _Shard(pubsub.RedisSingleShardConnection):
         for channel in members:
             on_message = layer.heard.get(channel)
             if on_message is not None:
-                data = layer.channel_layer.deserialize(message["data"])
+                try:
+                    data = layer.channel_layer.deserialize(message["data"])
+                except Exception:  # not one of ours: the reader goes on
+                    logger.exception("a message to %s could not be read", channel)
+                    continue
                 hand(channel, on_message, data)
             elif channel in layer.channels:
                 layer.channels[channel].put_nowait(message["data"])

@@ -11,6 +11,7 @@ import time
 import uuid
 
 import pytest
+import redis
 
 from executions.pubsub import RedisPubSubChannelLayer
 from executions.runtime import control, groups
@@ -172,6 +173,31 @@ async def test_a_failing_listener_is_logged_and_the_group_still_hears(
     assert read == {"type": "execution.interrupt"}
     assert heard == [{"type": "execution.interrupt"}]
     assert f"the listener of {failing} failed" in caplog.text
+    await layer.flush()
+    await sender.flush()
+
+
+async def test_a_message_that_cannot_be_read_is_logged_and_the_next_heard(
+    redis_server, caplog
+):
+    """Something not of ours published to a heard channel's group: that is
+    logged, and the reader goes on to hand over the next message."""
+    layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
+    sender = RedisPubSubChannelLayer(hosts=[redis_server.url])
+    channel = await layer.new_channel()
+    heard = []
+    layer.hear(channel, heard.append)
+    await layer.group_add("execution-control.g", channel)
+    await reader_in(layer, "PubSub.get_message")
+    name = layer._get_layer()._get_group_channel_name("execution-control.g")
+    redis.Redis.from_url(redis_server.url).publish(name, b"x" * 12 + b"\xc1")
+    await sender.group_send("execution-control.g", {"type": "execution.status"})
+    deadline = time.monotonic() + GIVE_UP_AFTER
+    while not heard and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
+
+    assert heard == [{"type": "execution.status"}]
+    assert f"a message to {channel} could not be read" in caplog.text
     await layer.flush()
     await sender.flush()
 
