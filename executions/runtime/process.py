@@ -134,13 +134,18 @@ class ExecutionProcess:
             self._exited.set_result(self.process.exitcode)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
-        while line := await reader.readline():
-            try:
-                message = json.loads(line)
-            except ValueError:
-                logger.warning("bad message from %s", self.spec.execution_id)
-                continue
-            self.on_message(message)
+        """Each message the process sent, until its end closes. A process
+        that exits with a line of ours unread (a relay as it ended) leaves
+        a reset where the end would be, after everything it sent: the same
+        end."""
+        with contextlib.suppress(ConnectionResetError):
+            while line := await reader.readline():
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    logger.warning("bad message from %s", self.spec.execution_id)
+                    continue
+                self.on_message(message)
 
     def interrupt(self, force: bool) -> None:
         if self._writer is None:

@@ -100,3 +100,20 @@ async def test_once_a_write_fails_the_rest_is_dropped():
 
     assert lines.closed
     assert lines._unsent == bytearray()
+
+
+async def test_a_reset_after_the_last_line_ends_the_reading_as_an_end_would():
+    """A process that exits with a line of ours unread leaves a reset, not
+    an end, after what it sent: every line is handed on, and the reading
+    ends without an error."""
+    messages: list[dict] = []
+    process = ExecutionProcess(quick_run(), messages.append)
+    reader = asyncio.StreamReader()
+    reading = asyncio.ensure_future(process._read(reader))
+    reader.feed_data(b'{"t": "ack", "force": false}\n{"t": "report"}\n')
+    await asyncio.sleep(0)  # the lines are read as they come
+    reader.set_exception(ConnectionResetError())
+
+    await reading
+
+    assert [message["t"] for message in messages] == ["ack", "report"]
