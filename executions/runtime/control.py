@@ -76,9 +76,11 @@ async def listen(
         if leave:
             with contextlib.suppress(Exception):
                 await layer.group_discard(group, channel)
-                # Nobody receives a heard channel, whose going would
-                # unsubscribe it: on the pub/sub layer, that is done here.
-                if heard and hasattr(layer, "close_channel"):
+            # Nobody receives a heard channel, whose going would unsubscribe
+            # it: on the pub/sub layer, that is done here, Redis away or not
+            # (the layer forgets it first).
+            if heard and hasattr(layer, "close_channel"):
+                with contextlib.suppress(Exception):
                     await layer.close_channel(channel)
 
 

@@ -213,11 +213,9 @@ class _Lines:
     def write(self, data: bytes) -> None:
         if self.closed:
             return
-        if self._unsent:  # queued behind what waits for the socket
-            self._unsent += data
-            return
+        waiting = bool(self._unsent)  # then it queues behind what waits
         self._unsent += data
-        if self._send():
+        if not waiting and self._send():
             self._loop.add_writer(self._sock.fileno(), self._flush)
 
     def _send(self) -> bool:

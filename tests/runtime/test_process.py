@@ -49,8 +49,8 @@ async def test_a_line_to_a_process_gone_loses_nothing_it_sent():
     assert messages[-1]["outcome"]["kind"] == "complete"
 
 
-async def test_lines_reach_the_process_in_order():
-    """An interrupt relayed to a running process: it is heard there (its
+async def test_an_interrupt_relayed_to_a_running_process_stops_it():
+    """An interrupt written to a running process: it is heard there (its
     acknowledgement), and the run reports it."""
     spec = quick_run()
     spec.params.update(seconds=60, ticks=6000)

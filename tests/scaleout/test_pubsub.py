@@ -137,9 +137,7 @@ async def test_a_heard_channel_gets_each_message_in_the_readers_call(redis_serve
     await reader_in(layer, "PubSub.get_message")
     await sender.group_send("execution-control.h", {"type": "execution.interrupt"})
     await sender.group_send("execution-control.h", {"type": "execution.status"})
-    deadline = time.monotonic() + GIVE_UP_AFTER
-    while len(heard) < 2 and time.monotonic() < deadline:
-        await asyncio.sleep(0.001)
+    await until(lambda: len(heard) >= 2, timeout=GIVE_UP_AFTER)
 
     assert heard == [{"type": "execution.interrupt"}, {"type": "execution.status"}]
     reader = layer._get_layer()._shards[0]._receive_task
@@ -192,9 +190,7 @@ async def test_a_message_that_cannot_be_read_is_logged_and_the_next_heard(
     name = layer._get_layer()._get_group_channel_name("execution-control.g")
     redis.Redis.from_url(redis_server.url).publish(name, b"x" * 12 + b"\xc1")
     await sender.group_send("execution-control.g", {"type": "execution.status"})
-    deadline = time.monotonic() + GIVE_UP_AFTER
-    while not heard and time.monotonic() < deadline:
-        await asyncio.sleep(0.001)
+    await until(lambda: heard, timeout=GIVE_UP_AFTER)
 
     assert heard == [{"type": "execution.status"}]
     assert f"a message to {channel} could not be read" in caplog.text
