@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal as signals
 import sys
 import time
 
@@ -166,6 +167,19 @@ async def test_ctx_run_waits_for_the_child_on_a_graceful_interrupt(tmp_path):
     assert ready.logs.of("a")[-1] == ("stdout", "done")
 
 
+@pytest.fixture
+def sigint_at_default():
+    """SIGINT at Python's default in this process for the test. Steps run
+    in an execution process, which hears SIGINT (runtime/child.py), so their
+    children start with it at the default; the suite, launched in the
+    background of a non-interactive shell (`cmd &`), inherits it ignored,
+    and the child here would then ignore the policy's SIGINT."""
+    previous = signals.signal(signals.SIGINT, signals.default_int_handler)
+    yield
+    signals.signal(signals.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("sigint_at_default")
 async def test_ctx_run_sends_sigint_on_a_graceful_interrupt_by_policy(tmp_path):
     ready = Ready()
     events = Events()
