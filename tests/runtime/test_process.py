@@ -7,12 +7,8 @@ import asyncio
 import socket
 import uuid
 
-import pytest
-
 from executions.runtime.process import ExecutionProcess, _Lines
 from executions.runtime.spec import RunSpec
-
-pytestmark = pytest.mark.django_db(transaction=True)
 
 #: Generous: the first run also starts the forkserver.
 HANG = 60
