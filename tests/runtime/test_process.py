@@ -24,6 +24,16 @@ def quick_run() -> RunSpec:
     )
 
 
+async def ended(process: ExecutionProcess) -> None:
+    """Until the conversation is over (at most HANG); then the process and
+    what it started are gone, as the supervisor leaves them."""
+    try:
+        await asyncio.wait_for(process.wait(), HANG)
+    finally:
+        process.kill_group()
+        process.close()
+
+
 async def test_a_line_to_a_process_gone_loses_nothing_it_sent():
     """The process runs to its end and exits while the supervisor's loop is
     busy, its report unread in the kernel; then an interrupt is relayed to
@@ -37,8 +47,7 @@ async def test_a_line_to_a_process_gone_loses_nothing_it_sent():
 
     process.interrupt(False)
     process.watch(True)
-    await process.wait()
-    process.close()
+    await ended(process)
 
     kinds = [message["t"] for message in messages]
     assert kinds[-1] == "report", kinds
@@ -55,8 +64,7 @@ async def test_an_interrupt_relayed_to_a_running_process_stops_it():
     await process.start()
     process.watch(True)
     process.interrupt(False)
-    await process.wait()
-    process.close()
+    await ended(process)
 
     kinds = [message["t"] for message in messages]
     assert "ack" in kinds
@@ -76,11 +84,15 @@ async def test_what_the_kernel_does_not_take_at_once_follows_in_order():
 
     theirs.setblocking(False)
     received = bytearray()
-    while len(received) < sum(map(len, sent)):
-        try:
-            received += theirs.recv(1 << 16)
-        except BlockingIOError:
-            await asyncio.sleep(0.001)
+
+    async def read_all() -> None:
+        while len(received) < sum(map(len, sent)):
+            try:
+                received.extend(theirs.recv(1 << 16))
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(read_all(), HANG)
     assert bytes(received) == b"".join(sent)
     lines.close()
     theirs.close()

@@ -61,6 +61,31 @@ async def reader_waits(layer) -> list[str]:
         await asyncio.sleep(0.001)
 
 
+@pytest.fixture
+async def layer(redis_server):
+    """The project's pub/sub layer on the test's Redis; flushed after."""
+    layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
+    yield layer
+    await layer.flush()
+
+
+@pytest.fixture
+async def sender(redis_server):
+    """A second layer, as another process's, to send from."""
+    sender = RedisPubSubChannelLayer(hosts=[redis_server.url])
+    yield sender
+    await sender.flush()
+
+
+async def heard_in(layer, group: str) -> tuple[str, list[dict]]:
+    """A new channel in `group`, heard: the channel and what it hears."""
+    channel = await layer.new_channel()
+    heard = []
+    layer.hear(channel, heard.append)
+    await layer.group_add(group, channel)
+    return channel, heard
+
+
 async def leave(layer, group: str, channel: str) -> None:
     """What a consumer does as it goes: it leaves its group, and its
     cancelled receive unsubscribes its channel."""
@@ -72,12 +97,10 @@ async def leave(layer, group: str, channel: str) -> None:
         await receiving
 
 
-async def test_the_reader_reads_once_the_first_subscription_is_sent(redis_server):
+async def test_the_reader_reads_once_the_first_subscription_is_sent(layer, sender):
     """A fresh loop's first subscription: its reader started before the
     SUBSCRIBE went out (as channels_redis's does); it waited for it, and
     reads now, not asleep for 0.1 s. What is sent at once arrives."""
-    layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
-    sender = RedisPubSubChannelLayer(hosts=[redis_server.url])
     channel = await layer.new_channel()
     await layer.group_add("execution-control.x", channel)
 
@@ -88,18 +111,14 @@ async def test_the_reader_reads_once_the_first_subscription_is_sent(redis_server
     await sender.group_send("execution-control.x", {"type": "execution.interrupt"})
     received = await asyncio.wait_for(layer.receive(channel), GIVE_UP_AFTER)
     assert received == {"type": "execution.interrupt"}
-    await layer.flush()
-    await sender.flush()
 
 
 async def test_with_nothing_subscribed_the_reader_waits_and_wakes_for_the_next(
-    redis_server,
+    layer, sender
 ):
     """The last watcher leaves: once Redis has confirmed the unsubscribes,
     the reader waits for a subscription without polling; the next one wakes
     it, and what is sent to it arrives."""
-    layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
-    sender = RedisPubSubChannelLayer(hosts=[redis_server.url])
     first = await layer.new_channel()
     await layer.group_add("execution-control.a", first)
     await leave(layer, "execution-control.a", first)
@@ -116,15 +135,11 @@ async def test_with_nothing_subscribed_the_reader_waits_and_wakes_for_the_next(
     await sender.group_send("execution-control.b", {"type": "execution.status"})
     received = await asyncio.wait_for(layer.receive(second), GIVE_UP_AFTER)
     assert received == {"type": "execution.status"}
-    await layer.flush()
-    await sender.flush()
 
 
-async def test_a_heard_channel_gets_each_message_in_the_readers_call(redis_server):
+async def test_a_heard_channel_gets_each_message_in_the_readers_call(layer, sender):
     """What reaches a heard channel's group is handed to its callback by the
     reader task itself, in order, with nothing queued for a `receive`."""
-    layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
-    sender = RedisPubSubChannelLayer(hosts=[redis_server.url])
     channel = await layer.new_channel()
     heard, tasks = [], []
 
@@ -143,17 +158,13 @@ async def test_a_heard_channel_gets_each_message_in_the_readers_call(redis_serve
     reader = layer._get_layer()._shards[0]._receive_task
     assert tasks == [reader, reader]
     assert layer._get_layer().channels[channel].empty()
-    await layer.flush()
-    await sender.flush()
 
 
 async def test_a_failing_listener_is_logged_and_the_group_still_hears(
-    redis_server, caplog
+    layer, sender, caplog
 ):
     """One heard channel's callback raises: that is logged, and the group's
     other members still get the message, heard or queued as each is."""
-    layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
-    sender = RedisPubSubChannelLayer(hosts=[redis_server.url])
     failing, hearing, reading = [await layer.new_channel() for _ in range(3)]
     heard = []
 
@@ -171,21 +182,14 @@ async def test_a_failing_listener_is_logged_and_the_group_still_hears(
     assert read == {"type": "execution.interrupt"}
     assert heard == [{"type": "execution.interrupt"}]
     assert f"the listener of {failing} failed" in caplog.text
-    await layer.flush()
-    await sender.flush()
 
 
 async def test_a_message_that_cannot_be_read_is_logged_and_the_next_heard(
-    redis_server, caplog
+    layer, sender, redis_server, caplog
 ):
     """Something not of ours published to a heard channel's group: that is
     logged, and the reader goes on to hand over the next message."""
-    layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
-    sender = RedisPubSubChannelLayer(hosts=[redis_server.url])
-    channel = await layer.new_channel()
-    heard = []
-    layer.hear(channel, heard.append)
-    await layer.group_add("execution-control.g", channel)
+    channel, heard = await heard_in(layer, "execution-control.g")
     await reader_in(layer, "PubSub.get_message")
     name = layer._get_layer()._get_group_channel_name("execution-control.g")
     redis.Redis.from_url(redis_server.url).publish(name, b"x" * 12 + b"\xc1")
@@ -194,17 +198,10 @@ async def test_a_message_that_cannot_be_read_is_logged_and_the_next_heard(
 
     assert heard == [{"type": "execution.status"}]
     assert f"a message to {channel} could not be read" in caplog.text
-    await layer.flush()
-    await sender.flush()
 
 
-async def test_unheard_a_channel_is_read_again(redis_server):
-    layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
-    sender = RedisPubSubChannelLayer(hosts=[redis_server.url])
-    channel = await layer.new_channel()
-    heard = []
-    layer.hear(channel, heard.append)
-    await layer.group_add("execution-control.u", channel)
+async def test_unheard_a_channel_is_read_again(layer, sender):
+    channel, heard = await heard_in(layer, "execution-control.u")
     layer.unhear(channel)
 
     await reader_in(layer, "PubSub.get_message")
@@ -213,15 +210,12 @@ async def test_unheard_a_channel_is_read_again(redis_server):
 
     assert received == {"type": "execution.status"}
     assert heard == []
-    await layer.flush()
-    await sender.flush()
 
 
-async def test_a_closed_channel_is_unsubscribed_in_redis(redis_server):
+async def test_a_closed_channel_is_unsubscribed_in_redis(layer):
     """A heard channel is never `receive`d, so nothing cancelled unsubscribes
     it: `close_channel` does, and the reader, with no subscription left,
     waits for the next without polling."""
-    layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
     channel = await layer.new_channel()
     layer.hear(channel, lambda message: None)
     await layer.group_add("execution-control.c", channel)
@@ -233,16 +227,14 @@ async def test_a_closed_channel_is_unsubscribed_in_redis(redis_server):
     assert layer._get_layer().heard == {}
     chain = await reader_waits(layer)
     assert "Event.wait" in chain, chain
-    await layer.flush()
 
 
-async def test_the_runtimes_listener_hears_its_channel_and_closes_it(redis_server):
+async def test_the_runtimes_listener_hears_its_channel_and_closes_it(layer, sender):
     """Over a real Redis, on the project's pub/sub layer: the listener's
     channel is heard (nothing is queued for it), and cancelled it leaves the
     group and unsubscribes the channel."""
     group = groups.control_group(uuid.uuid4())
-    layer, heard = RedisPubSubChannelLayer(hosts=[redis_server.url]), []
-    sender = RedisPubSubChannelLayer(hosts=[redis_server.url])
+    heard = []
     listening = asyncio.ensure_future(control.listen(layer, group, heard.append))
     try:
         await until(lambda: layer._get_layer().heard, timeout=5)
@@ -262,5 +254,3 @@ async def test_the_runtimes_listener_hears_its_channel_and_closes_it(redis_serve
     assert channel not in layer._get_layer().channels
     assert not layer._get_layer().groups.get(name)
     assert channel not in shard._subscribed_to
-    await layer.flush()
-    await sender.flush()
